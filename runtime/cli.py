@@ -1,0 +1,141 @@
+"""``actionnet [options] INPUT [OUTPUT]``: wires sources, the net and sinks; does nothing else.
+
+Flag names follow jetson-inference's ``actionnet`` (``--network``, ``--model``, ``--labels``,
+``--input-blob``, ``--output-blob``, ``--threshold``, ``--skip-frames``, ``--headless``).
+User errors print one line on stderr and exit non-zero; a stop (Ctrl-C, SIGTERM) finalises the
+output video and the events and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import List, Optional
+
+from .errors import ActionNetError, UsageError
+from .spec import COLOR_ORDERS, RESIZE_MODES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + error
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _floats(n):
+    def parse(s):
+        try:
+            v = tuple(float(x) for x in s.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}")
+        if len(v) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}")
+        return v
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="actionnet", allow_abbrev=False,
+                description="Classify the action in a video, a camera or an image folder.",
+                epilog="examples:\n  actionnet input.mp4 output.mp4\n"
+                       "  actionnet --network=resnet-34 --skip-frames=0 --threshold=0.2 input.mp4 output.mp4\n"
+                       "  actionnet --model=m.onnx --events=events.jsonl --headless input.mp4",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("input", help="video file, image folder or glob")
+    p.add_argument("output", nargs="?", help="annotated video file (.mp4, .mkv, .avi, .flv)")
+    m = p.add_argument_group("model")
+    m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
+    m.add_argument("--model", help="ONNX model file (overrides --network)")
+    m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
+    m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
+    m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
+    m.add_argument("--engine", default="auto", help="inference backend: auto, onnxruntime (default: auto)")
+    m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
+    m.add_argument("--mean", type=_floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775")
+    m.add_argument("--std", type=_floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1")
+    m.add_argument("--value-scale", type=float, help="divide pixel values by this first (default 255)")
+    m.add_argument("--color-order", choices=COLOR_ORDERS, help="channel order the model expects")
+    m.add_argument("--resize-mode", choices=RESIZE_MODES, help="how frames are fitted to the model's size")
+    m.add_argument("--output-kind", choices=("logits", "probabilities"), help="what the model outputs")
+    c = p.add_argument_group("classification")
+    c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
+    c.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    c.add_argument("--cadence", type=int, default=1, help="stored frames between classifications (default 1)")
+    c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
+    c.add_argument("--smoothing", type=float, default=0.0,
+                   help="weight of past probabilities in a moving average, 0 (off) to <1 (default 0)")
+    o = p.add_argument_group("output")
+    o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout")
+    o.add_argument("--headless", action="store_true", help="no display window")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    o.add_argument("--timings", action="store_true", help="print a per-stage time table at the end")
+    return p
+
+
+def _run(args, log) -> int:
+    from .net import ActionNet
+    from .overlay import Overlay
+    from .pipeline import Progress, StopFlag, run
+    from .sinks import EventSink, VideoFileSink
+    from .sources import open_source
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
+        raise UsageError("output would overwrite the input; choose another output path")
+    source = open_source(args.input)
+    video = events = None
+    try:
+        # Open outputs only once the source and the model are known good: nothing half-written.
+        net = ActionNet(network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
+                        output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
+                        skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
+                        engine=args.engine, threads=args.threads, log=log, mean=args.mean, std=args.std,
+                        value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
+                        output_kind=args.output_kind)
+        if args.output:
+            video = VideoFileSink(args.output, getattr(source, "rate", source.fps))
+        if args.events:
+            events = EventSink(args.events)
+        if not args.output and not args.events and not args.headless:
+            print("actionnet: no output, no events and no display in this build: results go to stderr", file=log)
+        print(f"actionnet: {source.describe()} -> {args.output or '-'}; model {net.engine.path} "
+              f"({net.spec.clip_length}x{net.spec.height}x{net.spec.width}, {net.spec.num_classes} classes, "
+              f"{net.engine.name})", file=log)
+        show = not args.no_progress and log.isatty()
+        progress = Progress(source.frame_count, log) if show else None
+        with StopFlag() as stop:
+            stats = run(source, net, video=video, events=events, overlay=Overlay(), progress=progress, stop=stop)
+    except BaseException:
+        if video is not None:
+            video.close(keep=False)
+        if events is not None:
+            events.close()
+        raise
+    finally:
+        source.close()
+    last = net.last
+    summary = f"{stats.frames} frames, {stats.classifications} classifications, {stats.fps:.1f} fps"
+    if last is not None:
+        summary += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
+    if stats.stopped:
+        summary = "stopped: " + summary
+    print(f"actionnet: {summary}", file=log)
+    if args.timings:
+        print(net.timer.table(), file=log)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    log = sys.stderr
+    try:
+        return _run(args, log)
+    except ActionNetError as e:
+        print(f"actionnet: error: {e}", file=log)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""ONNX Runtime backend: CPU always; CUDA and TensorRT execution providers when installed."""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+import numpy as np
+
+from ..errors import MissingLibraryError, ModelError
+from .base import Engine, TensorInfo
+
+_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(float16)": np.float16,
+    "tensor(uint8)": np.uint8,
+    "tensor(int8)": np.int8,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(double)": np.float64,
+}
+
+# Fastest first; "auto" takes every one present in this order.
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def _import():
+    try:
+        import onnxruntime
+    except ImportError:  # pragma: no cover - a dependency of the package
+        raise MissingLibraryError("ONNX Runtime is not installed: pip install onnxruntime (or onnxruntime-gpu)") from None
+    return onnxruntime
+
+
+def available_providers():
+    return _import().get_available_providers()
+
+
+class OnnxRuntimeEngine(Engine):
+    name = "onnxruntime"
+
+    def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
+                 cache_dir: Optional[str] = None):
+        ort = _import()
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        present = ort.get_available_providers()
+        if providers is None:
+            providers = [p for p in PROVIDER_ORDER if p in present]
+        else:
+            missing = [p for p in providers if p not in present]
+            if missing:
+                raise MissingLibraryError(
+                    f"requested provider(s) {', '.join(missing)}; available providers are: {', '.join(present)}"
+                )
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            opts.intra_op_num_threads = threads
+        opts.log_severity_level = 3
+        provider_args = []
+        for p in providers:
+            if p == "TensorrtExecutionProvider" and cache_dir:
+                provider_args.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache_dir,
+                                          "trt_timing_cache_enable": True}))
+            else:
+                provider_args.append(p)
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=provider_args)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"cannot load model {path}: {msg}") from None
+        self.providers = self.session.get_providers()
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise ModelError(f"model {path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); one clip input expected")
+        info = lambda t: TensorInfo(t.name, tuple(t.shape), np.dtype(_DTYPES.get(t.type, np.float32)))
+        meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        super().__init__(path, info(inputs[0]), tuple(info(o) for o in self.session.get_outputs()), meta)
+
+    def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
+        return self.session.run([output], {self.input.name: x})[0]

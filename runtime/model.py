@@ -1,0 +1,77 @@
+"""Opening an action model: the engine plus the spec that says how to feed it.
+
+Self-describing models (written by ``actionnet-export``) carry their spec; foreign ONNX files get
+one from flags, their input shape and jetson-inference's defaults (see :mod:`actionnet.spec`).
+Flags override metadata field by field. Shapes are checked here, once, so that a wrong model
+fails at load time with a clear message instead of deep inside the first inference.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+from .engines import Engine, open_engine
+from .errors import LabelError, ModelError
+from .spec import ModelSpec, foreign_spec, read_labels
+
+# spec fields a user may override from the command line
+PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
+
+
+def load_action_model(path: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
+                      output_blob: Optional[str] = None, engine: str = "auto", threads: Optional[int] = None,
+                      log=sys.stderr, **overrides):
+    """Open ``path`` and return ``(engine, spec)``, checked against each other."""
+    unknown = set(overrides) - set(PREP_FIELDS)
+    if unknown:
+        raise TypeError(f"unknown overrides: {sorted(unknown)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    eng = open_engine(path, engine, threads=threads)
+    try:
+        spec = _spec_for(eng, labels, input_blob, output_blob, overrides)
+        _check(eng, spec)
+    except Exception:
+        eng.close()
+        raise
+    if spec.assumed and log is not None:
+        print(f"actionnet: {path} carries no actionnet metadata; assumed jetson-inference defaults for: "
+              f"{', '.join(spec.assumed)}", file=log)
+    return eng, spec
+
+
+def _spec_for(eng: Engine, labels, input_blob, output_blob, overrides) -> ModelSpec:
+    if input_blob and input_blob != eng.input.name:
+        raise ModelError(f"model {eng.path} has no input {input_blob!r}; its input is {eng.input.name!r}")
+    out = eng.output(output_blob)
+    spec = ModelSpec.from_metadata(eng.metadata)
+    if spec is None:
+        n = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
+        return foreign_spec(eng.input.shape, eng.input.name, out.name, n,
+                            labels=read_labels(labels) if labels else None, **overrides)
+    if spec.task != "action":
+        raise ModelError(f"{eng.path} is a {spec.task} model, not an action model")
+    changes = dict(overrides)
+    if labels:
+        changes["labels"] = read_labels(labels)
+    if output_blob:
+        changes["output_name"] = out.name
+    return spec.replace(**changes) if changes else spec
+
+
+def _check(eng: Engine, spec: ModelSpec) -> None:
+    shape = eng.input.shape
+    t, h, w = spec.clip_length, spec.height, spec.width
+    want = ("N", t, h, w, 3) if spec.raw_input else ("N", 3, t, h, w)
+    if len(shape) != 5:
+        raise ModelError(f"input {eng.input.name!r} of {eng.path} has rank {len(shape)} (shape {list(shape)}); "
+                         f"an action model takes a 5-D clip {list(want)}")
+    for got, exp in zip(shape[1:], want[1:]):
+        if isinstance(got, int) and got != exp:
+            raise ModelError(f"input {eng.input.name!r} of {eng.path} has shape {list(shape)}; "
+                             f"the model spec wants {list(want)}")
+    out = eng.output(spec.output_name)
+    n = out.shape[-1] if out.shape else None
+    if isinstance(n, int) and n != spec.num_classes:
+        raise LabelError(f"label count does not match the model: {spec.num_classes} labels, "
+                         f"but output {out.name!r} has {n} classes")
