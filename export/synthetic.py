@@ -128,7 +128,7 @@ def test_model_spec(labels: Sequence[str] = LABELS):
                      resize_size=(SIZE,), mean=(0.3, 0.3, 0.3), std=(0.25, 0.25, 0.25), arch="tiny3d")
 
 
-def train(epochs: int = 6, n: int = 2400, seed: int = 0, log=sys.stderr):
+def train(epochs: int = 3, n: int = 2400, seed: int = 0, log=sys.stderr):
     """Train :func:`tiny_net` on synthetic clips; returns (raw-frame model, spec, val accuracy)."""
     import torch
 

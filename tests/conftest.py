@@ -1,0 +1,59 @@
+"""Shared fixtures: the trained synthetic test model, synthetic videos, the shared real data."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ACTIONNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+def shared_file(rel: str) -> Path:
+    """A file from ../shared/data; skipped on a user's fresh clone, a failure on CI."""
+    p = SHARED / rel
+    if not p.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{p} is missing on CI")
+        pytest.skip(f"{p} not present (shared test data)")
+    return p
+
+
+def run_cli(*args, module="actionnet.cli", timeout=600):
+    """Run a console entry point in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def synthetic_model(tmp_path_factory) -> Path:
+    """The small 3D CNN trained on synthetic motion clips, exported by the export stage."""
+    pytest.importorskip("torch")
+    from actionnet.export.synthetic import build_test_model
+
+    out = tmp_path_factory.mktemp("models") / "synthetic.onnx"
+    acc = build_test_model(str(out), log=sys.stderr)
+    assert acc >= 0.95, f"synthetic test model trained to only {acc:.3f} validation accuracy"
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_video(tmp_path_factory):
+    """``make(label, frames=30, speed=0.8, ext='.mp4')`` writes a synthetic test video."""
+    from actionnet.export.synthetic import video_frames, write_video
+
+    folder = tmp_path_factory.mktemp("videos")
+
+    def make(label: str, frames: int = 30, speed: float = 0.8, ext: str = ".mp4", **kw) -> Path:
+        name = f"{label.replace(' ', '_')}-{frames}-{speed}{ext}"
+        path = folder / name
+        if not path.exists():
+            write_video(str(path), video_frames(label, frames, speed, **kw))
+        return path
+
+    return make
