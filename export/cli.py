@@ -1,0 +1,58 @@
+"""``actionnet-export COMMAND ...``: one subcommand per module, each a small named step.
+
+A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``
+and keeps its heavy imports (torch, onnx, tensorrt) inside ``run``, so ``--help`` is fast and a
+missing library is a one-line error for the command that needs it, not for all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+from actionnet.errors import ActionNetError, MissingLibraryError
+
+# command -> module under actionnet.export
+COMMANDS = {
+    "action": "action",      # 3D ResNets and torchvision video models -> self-describing ONNX
+    "onnx": "custom",        # a foreign ONNX + label file -> checked, annotated ONNX
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="actionnet-export", allow_abbrev=False,
+                description="Turn checkpoints into self-describing ONNX files, and ONNX into engines.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module in COMMANDS.items():
+        mod = importlib.import_module(f"actionnet.export.{module}")
+        sp = sub.add_parser(name, help=mod.HELP, description=mod.HELP, allow_abbrev=False)
+        mod.add_arguments(sp)
+        sp.set_defaults(_run=mod.run)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args._run(args)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "ultralytics",
+                                                 "tensorrt", "openvino", "pycuda"):
+            err = MissingLibraryError(f"{e.name} is not installed: pip install 'actionnet[export]'")
+            print(f"actionnet-export: error: {err}", file=sys.stderr)
+            return err.exit_code
+        raise
+    except ActionNetError as e:
+        print(f"actionnet-export: error: {e}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
