@@ -1,0 +1,160 @@
+"""The CLI end to end on synthetic videos with the trained test model, and every bad input."""
+
+import json
+import shutil
+from collections import Counter
+
+import av
+import pytest
+
+from conftest import run_cli
+from onnx_models import colour_model
+
+
+def events(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def frame_count(path):
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+@pytest.mark.parametrize("label", ["red right slow", "blue left slow", "red left slow", "blue right slow"])
+def test_labels_synthetic_video_right(synthetic_model, synthetic_video, tmp_path, label):
+    video = synthetic_video(label)
+    out, ev = tmp_path / "out.mp4", tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=0.5", "--events", ev, video, out)
+    assert r.returncode == 0, r.stderr
+    labels = Counter(e["label"] for e in events(ev))
+    assert labels == {label: 30 - 8 + 1}, labels  # every full window, from the T-th frame on
+    assert frame_count(out) == 30
+
+
+def test_skip_frames_changes_the_sampling_stride(synthetic_model, synthetic_video, tmp_path):
+    # 0.8 model px per video frame: slow when every frame is kept, fast when 2 of 3 are dropped
+    video = synthetic_video("blue right slow")
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=2", "--events", ev, "--headless", video)
+    assert r.returncode == 0, r.stderr
+    got = events(ev)
+    assert [e["frame"] for e in got] == [21, 24, 27]  # 8th stored frame = frame 21, then every stored frame
+    assert {e["label"] for e in got} == {"blue right fast"}
+
+
+def test_cadence_and_first_full_window(synthetic_model, synthetic_video, tmp_path):
+    video = synthetic_video("red left slow")
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--cadence=5", "--events", ev, "--headless", video)
+    assert r.returncode == 0, r.stderr
+    assert [e["frame"] for e in events(ev)] == [7, 12, 17, 22, 27]
+
+
+def test_event_fields_and_threshold(synthetic_model, synthetic_video, tmp_path):
+    video = synthetic_video("red right slow")
+    ev = tmp_path / "ev.jsonl"
+    assert run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=1", "--top-k=3", "--events", ev,
+                   "--headless", video).returncode == 0
+    for e in events(ev):
+        assert {"frame", "time", "label", "confidence", "topk"} <= set(e)
+        assert e["label"] is None and e["class_id"] == -1  # threshold 1: never reached, never made up
+        assert len(e["topk"]) == 3 and e["topk"][0]["label"] == "red right slow"
+        assert e["time"] == pytest.approx(e["frame"] / 30, abs=1e-3)
+
+
+def test_image_folder_source(synthetic_model, tmp_path):
+    import cv2
+
+    from actionnet.export.synthetic import video_frames
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(video_frames("blue left slow", 12, 0.8)):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), f)
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--events", ev, folder, tmp_path / "o.mkv")
+    assert r.returncode == 0, r.stderr
+    assert {e["label"] for e in events(ev)} == {"blue left slow"}
+    assert frame_count(tmp_path / "o.mkv") == 12
+
+
+def test_foreign_model_with_flags_and_host_normalisation(synthetic_video, tmp_path):
+    model = colour_model(tmp_path / "foreign.onnx")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\n")
+    ev = tmp_path / "ev.jsonl"
+    # equal means: the colour model compares raw channel means (the default Kinetics mean is bluish)
+    r = run_cli("--model", model, "--labels", labels, "--input-blob=0", "--output-blob=198", "--mean=0.4,0.4,0.4",
+                "--events", ev, "--headless", synthetic_video("red right slow"))
+    assert r.returncode == 0, r.stderr
+    assert "assumed jetson-inference defaults for: color_order" in r.stderr  # says which defaults it took
+    assert "mean" not in r.stderr.split("assumed")[1].splitlines()[0]
+    assert {e["label"] for e in events(ev)} == {"red"}
+    # --color-order BGR feeds the channels the other way round: the label must flip
+    r = run_cli("--model", model, "--labels", labels, "--color-order=BGR", "--mean=0.4,0.4,0.4", "--events", ev,
+                "--headless",
+                synthetic_video("red right slow"))
+    assert r.returncode == 0 and {e["label"] for e in events(ev)} == {"blue"}
+
+
+# -- bad input: one line on stderr, non-zero exit, nothing half-written ---------------------
+
+@pytest.fixture
+def bad_env(tmp_path, synthetic_model, synthetic_video):
+    good = synthetic_video("red right slow")
+    trunc = tmp_path / "truncated.mp4"
+    data = good.read_bytes()
+    trunc.write_bytes(data[: len(data) // 2])
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "noise.mp4").write_bytes(bytes(range(256)) * 64)
+    (tmp_path / "corrupt.onnx").write_bytes(b"not an onnx model" * 10)
+    colour_model(tmp_path / "rank4.onnx", rank=4)
+    colour_model(tmp_path / "foreign.onnx")
+    (tmp_path / "three.txt").write_text("a\nb\nc\n")
+    (tmp_path / "adir.mp4").mkdir()
+    return dict(tmp=tmp_path, good=good, model=synthetic_model)
+
+
+BAD = [
+    ("missing video", ["{model}", "{tmp}/nope.mp4", "{tmp}/out.mp4"], "input not found"),
+    ("unreadable video", ["{model}", "{tmp}/noise.mp4", "{tmp}/out.mp4"], "cannot read video"),
+    ("empty video", ["{model}", "{tmp}/empty.mp4", "{tmp}/out.mp4"], "empty"),
+    ("truncated video", ["{model}", "{tmp}/truncated.mp4", "{tmp}/out.mp4"], "video"),
+    ("output folder missing", ["{model}", "{good}", "{tmp}/no/such/dir/out.mp4"], "does not exist"),
+    ("output is a folder", ["{model}", "{good}", "{tmp}/adir.mp4"], "folder"),
+    ("missing model", ["{tmp}/none.onnx", "{good}", "{tmp}/out.mp4"], "not found"),
+    ("corrupt model", ["{tmp}/corrupt.onnx", "{good}", "{tmp}/out.mp4"], "cannot load model"),
+    ("wrong input rank", ["{tmp}/rank4.onnx", "--labels", "{tmp}/three.txt", "{good}", "{tmp}/out.mp4"], "rank 4"),
+    ("label count", ["{tmp}/foreign.onnx", "--labels", "{tmp}/three.txt", "{good}", "{tmp}/out.mp4"],
+     "3 labels, but output '198' has 2 classes"),
+    ("threshold", ["{model}", "--threshold=1.5", "{good}", "{tmp}/out.mp4"], "threshold"),
+    ("skip frames", ["{model}", "--skip-frames=-1", "{good}", "{tmp}/out.mp4"], "skip-frames"),
+    ("unknown flag", ["{model}", "--skip-frame=1", "{good}", "{tmp}/out.mp4"], "unrecognized"),
+]
+
+
+@pytest.mark.parametrize("case,args,message", BAD, ids=[b[0] for b in BAD])
+def test_bad_input(bad_env, case, args, message):
+    args = [a.format(**bad_env) for a in args]
+    r = run_cli("--model", *args)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    errors = [l for l in r.stderr.splitlines() if "error" in l]
+    assert len(errors) == 1 and message in errors[0], r.stderr
+    leftovers = [p.name for p in bad_env["tmp"].iterdir() if p.name.startswith((".out", "out"))]
+    assert leftovers == [], leftovers
+
+
+def test_unknown_network(tmp_path, synthetic_video):
+    r = run_cli("--network", "resnet-99", synthetic_video("red right slow"), tmp_path / "out.mp4")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "unknown network 'resnet-99'; known networks: resnet-18, resnet-34" in r.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_output_never_overwrites_input(synthetic_model, synthetic_video, tmp_path):
+    video = tmp_path / "v.mp4"
+    shutil.copy(synthetic_video("red right slow"), video)
+    before = video.read_bytes()
+    r = run_cli("--model", synthetic_model, video, video)
+    assert r.returncode != 0 and video.read_bytes() == before
