@@ -1,0 +1,51 @@
+"""The runtime imports and runs without torch.
+
+On CI, ``ACTIONNET_LEAN_PYTHON`` names the interpreter of a second environment that has only
+``pip install -e .`` (no torch at all, checked by .ci/run). Elsewhere the same script runs in
+this interpreter with torch, torchvision and ultralytics made unimportable.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, sys
+    class _NoTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("torch", "torchvision", "ultralytics"):
+                raise ImportError(f"{name} is blocked: the runtime must not import it")
+    sys.meta_path.insert(0, _NoTorch())
+""")
+
+SCRIPT = textwrap.dedent("""
+    import json, sys
+    import actionnet
+    from actionnet.cli import main
+    code = main(sys.argv[1:])
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "torchvision", "ultralytics"))
+    print(json.dumps({"code": code, "heavy": heavy}))
+""")
+
+
+def test_runtime_runs_without_torch(synthetic_model, synthetic_video, tmp_path):
+    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
+    if os.environ.get("CI"):
+        assert lean, "CI must provide ACTIONNET_LEAN_PYTHON (a runtime-only environment)"
+    python = lean or sys.executable
+    script = SCRIPT if lean else BLOCK + SCRIPT
+    ev, out = tmp_path / "ev.jsonl", tmp_path / "out.mp4"
+    video = synthetic_video("red left slow")
+    r = subprocess.run([python, "-c", script, "--model", str(synthetic_model), "--skip-frames=0", "--events",
+                        str(ev), str(video), str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result == {"code": 0, "heavy": []}
+    labels = {json.loads(line)["label"] for line in open(ev)}
+    assert labels == {"red left slow"}
+    assert out.stat().st_size > 0
+    if lean:
+        probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
+        assert probe.returncode != 0, "the lean environment has torch installed"
