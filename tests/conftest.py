@@ -36,10 +36,32 @@ def synthetic_model(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
     from actionnet.export.synthetic import build_test_model
 
+    cached = _model_cache_path()
+    if cached is not None and cached.exists():
+        return cached
     out = tmp_path_factory.mktemp("models") / "synthetic.onnx"
     acc = build_test_model(str(out), log=sys.stderr)
     assert acc >= 0.95, f"synthetic test model trained to only {acc:.3f} validation accuracy"
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(out.read_bytes())
+        os.replace(tmp, cached)
     return out
+
+
+def _model_cache_path():
+    """Where a developer's runs keep the trained model (``ACTIONNET_TEST_CACHE``), keyed by the
+    code that makes it, so editing that code retrains. Unset (CI, a fresh clone): train each run."""
+    folder = os.environ.get("ACTIONNET_TEST_CACHE")
+    if not folder:
+        return None
+    import hashlib
+
+    h = hashlib.sha256()
+    for rel in ("export/synthetic.py", "export/onnx_export.py", "runtime/spec.py"):
+        h.update((ROOT / rel).read_bytes())
+    return Path(folder) / f"synthetic-{h.hexdigest()[:16]}.onnx"
 
 
 @pytest.fixture(scope="session")
