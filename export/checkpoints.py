@@ -45,3 +45,9 @@ def load_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: 
         raise ModelError(f"checkpoint {source} does not fit: unexpected key {extra[0]!r} "
                          f"(shape {list(state[extra[0]].shape)}), {len(extra)} unexpected in all")
     model.load_state_dict(state, strict=True)
+
+
+def head_classes(state: Dict[str, torch.Tensor], key: str):
+    """Number of classes of the classifier weight ``key`` (its first dimension), None if absent."""
+    w = state.get(key)
+    return int(w.shape[0]) if w is not None else None

@@ -72,7 +72,8 @@ class ActionNet:
             input_blob = input_blob or entry.input_blob
             output_blob = output_blob or entry.output_blob
             for k, v in entry.spec_overrides.items():
-                overrides.setdefault(k, v)
+                if overrides.get(k) is None:  # the CLI passes every flag, unset ones as None
+                    overrides[k] = v
         self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
                                                    threads=threads, log=log, **overrides)
         s = self.spec

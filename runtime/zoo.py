@@ -107,7 +107,9 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
 
 def fetch(key: str, e: dict, folder: str, log) -> str:
     """Download ``e['url']`` into ``folder`` (extracting archives); returns the payload path."""
-    url = e["url"]
+    url = e.get("url")
+    if not url:
+        raise ZooError(_offline_message(key, e, folder, None, "the manifest has no download address for it"))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
     h = hashlib.sha256()
@@ -183,8 +185,9 @@ def _export_torchvision(key: str, e: dict, weights: str, out: str, log) -> None:
 
 
 def _offline_message(key: str, e: dict, folder: str, model: Optional[str], reason: str) -> str:
-    what = e.get("file") or os.path.basename(e["url"])
+    what = e.get("file") or os.path.basename(e.get("url") or key)
+    where = e.get("url") or f"{os.path.dirname(what) or what}.tar.gz (jetson-inference's download-models tool)"
     return (f"network {key} is not in the local cache and could not be downloaded ({reason}). "
-            f"Fetch {e['url']} on a machine with internet access and put {what} "
+            f"Fetch {where} on a machine with internet access and put {what} "
             f"{'(extracted) ' if e.get('archive') else ''}under {folder} (set ACTIONNET_HOME to move the cache), "
             f"or pass --model FILE --labels FILE")
