@@ -40,6 +40,11 @@ class Capture:
         self._cond = threading.Condition()
         self._stop = False
         self._thread: Optional[threading.Thread] = None
+        self._should_stop = lambda: False
+
+    def stop_when(self, predicate) -> None:
+        """Let the consumer's wait for a frame end early (a stop request while a stream is down)."""
+        self._should_stop = predicate
 
     # Source-like attributes, so the pipeline and the CLI can treat a Capture as a source.
     def __getattr__(self, name):
@@ -83,7 +88,9 @@ class Capture:
         while True:
             with self._cond:
                 while not self._items:
-                    self._cond.wait()
+                    self._cond.wait(0.1)
+                    if not self._items and self._should_stop():
+                        return
                 frame, t, gen = self._items.popleft()
                 self._cond.notify_all()
             if frame is _END:

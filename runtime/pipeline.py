@@ -101,6 +101,8 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     fps_avg = None
     generation = getattr(source, "generation", 0)
     start = last = clock()
+    if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
+        source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
         while not (stop and stop.stopped) and not getattr(video, "stopped", False):

@@ -362,3 +362,31 @@ def test_signal_mid_run_leaves_a_playable_video_and_flushed_events(synthetic_mod
     assert lines and all(json.loads(line)["label"] for line in lines)
     assert json.loads(lines[-1])["frame"] < n  # every event written, none past the last encoded frame
     assert not [f for f in os.listdir(tmp_path) if ".partial-" in f]
+
+
+def test_a_stop_request_ends_a_wait_for_a_stalled_stream():
+    from actionnet.pipeline import StopFlag
+
+    class Stalled(Source):
+        live = True
+        uri, fps, width, height = "stalled://", 30.0, 4, 4
+
+        def __init__(self):
+            self.release = threading.Event()
+
+        def __iter__(self):
+            self.release.wait(30)  # a stream that delivers nothing
+            return iter(())
+
+        def close(self):
+            self.release.set()
+
+    cap = Capture(Stalled())
+    stop = StopFlag()
+    cap.stop_when(lambda: stop.stopped)
+    threading.Timer(0.3, lambda: setattr(stop, "stopped", True)).start()
+    t0 = time.monotonic()
+    assert list(cap) == []
+    assert time.monotonic() - t0 < 3
+    cap.source.close()
+    cap.close()
