@@ -390,3 +390,14 @@ def test_a_stop_request_ends_a_wait_for_a_stalled_stream():
     assert time.monotonic() - t0 < 3
     cap.source.close()
     cap.close()
+
+
+def test_live_modules_stay_torch_free():
+    from test_lean_runtime import BLOCK
+
+    code = BLOCK + ("import sys\nimport actionnet.sources, actionnet.capture, actionnet.live, actionnet.outputs, "
+                    "actionnet.rtspserve\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+                    "('torch', 'torchvision', 'ultralytics')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
