@@ -401,3 +401,26 @@ def test_live_modules_stay_torch_free():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_v4l2_asks_for_mjpeg_then_falls_back_to_the_default_format(monkeypatch, tmp_path):
+    import actionnet.sources as sources
+
+    device = tmp_path / "video0"
+    device.write_bytes(b"")
+    calls = []
+
+    class FakeAV:
+        def __init__(self, url, uri, fmt=None, options=None, timeout=5.0, what="stream"):
+            calls.append((url, fmt, dict(options)))
+            if options.get("input_format") == "mjpeg":
+                raise InputError(f"cannot open camera {uri}: Invalid argument")  # camera without MJPG
+
+    monkeypatch.setattr(sources, "AVLiveSource", FakeAV)
+    sources.open_v4l2(str(device), SourceOptions(width=640, height=480))
+    assert calls == [(str(device), "v4l2", {"video_size": "640x480", "input_format": "mjpeg"}),
+                     (str(device), "v4l2", {"video_size": "640x480"})]
+    calls.clear()
+    with pytest.raises(InputError, match="Invalid argument"):  # a format asked for is not second-guessed
+        sources.open_v4l2(str(device), SourceOptions(codec="mjpeg"))
+    assert len(calls) == 1
