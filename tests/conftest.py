@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ACTIONNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_actionnet_home(tmp_path_factory):
+    """Engine caches (OpenVINO compile cache, TensorRT engines) go to a temporary
+    ``ACTIONNET_HOME``, never the developer's ~/.cache; subprocesses inherit it."""
+    if os.environ.get("ACTIONNET_HOME"):
+        yield
+        return
+    os.environ["ACTIONNET_HOME"] = str(tmp_path_factory.mktemp("actionnet-home"))
+    try:
+        yield
+    finally:
+        os.environ.pop("ACTIONNET_HOME", None)
+
+
 def shared_file(rel: str) -> Path:
     """A file from ../shared/data; skipped on a user's fresh clone, a failure on CI."""
     p = SHARED / rel

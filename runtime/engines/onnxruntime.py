@@ -32,6 +32,11 @@ def _import():
     return onnxruntime
 
 
+def _trt_cache_dir() -> str:
+    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    return os.path.join(home, "ort-tensorrt")
+
+
 def available_providers():
     return _import().get_available_providers()
 
@@ -40,7 +45,7 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, precision: Optional[str] = None):
         ort = _import()
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}")
@@ -60,9 +65,17 @@ class OnnxRuntimeEngine(Engine):
         opts.log_severity_level = 3
         provider_args = []
         for p in providers:
-            if p == "TensorrtExecutionProvider" and cache_dir:
-                provider_args.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache_dir,
-                                          "trt_timing_cache_enable": True}))
+            if p == "TensorrtExecutionProvider":
+                # ORT's second GPU path: it builds TensorRT engines itself and caches them, keyed
+                # on the model and the GPU, so the minutes of building are paid once.
+                folder = cache_dir or _trt_cache_dir()
+                opts_trt = {"trt_engine_cache_enable": True, "trt_engine_cache_path": folder,
+                            "trt_timing_cache_enable": True, "trt_timing_cache_path": folder}
+                if precision in ("fp16", "int8"):
+                    opts_trt["trt_fp16_enable"] = True
+                if precision == "int8":
+                    opts_trt["trt_int8_enable"] = True  # QDQ models carry their own scales
+                provider_args.append((p, opts_trt))
             else:
                 provider_args.append(p)
         try:
