@@ -93,3 +93,34 @@ def synthetic_video(tmp_path_factory):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def int8_model(synthetic_model, tmp_path_factory) -> Path:
+    """The synthetic model quantised to INT8 QDQ by ``actionnet-export quantize``, calibrated on
+    image-folder clips of every class."""
+    pytest.importorskip("onnx")
+    from actionnet.export.quantize import quantize
+
+    folder = tmp_path_factory.mktemp("calib")
+    write_clip_folders(folder, per_label=3, seed=5)
+    out = folder / "int8.onnx"
+    quantize(str(synthetic_model), str(folder / "clips"), str(out), skip_frames=0, log=open(os.devnull, "w"))
+    return out
+
+
+def write_clip_folders(root: Path, per_label: int = 3, seed: int = 0) -> Path:
+    """``root/clips/NN/000.png...``: one image folder per clip of T frames, every label."""
+    import cv2
+    import numpy as np
+
+    from actionnet.export.synthetic import LABELS, random_clip
+
+    rng = np.random.default_rng(seed)
+    clips = root / "clips"
+    for i in range(per_label * len(LABELS)):
+        d = clips / f"{i:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for j, f in enumerate(random_clip(LABELS[i % len(LABELS)], rng)):
+            cv2.imwrite(str(d / f"{j:03d}.png"), f[..., ::-1])
+    return clips

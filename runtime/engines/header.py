@@ -120,14 +120,15 @@ def _read_head(f, path) -> Tuple[EngineHeader, int]:
         raise EngineFileError(f"engine file {path} is corrupt (header: {e})") from None
 
 
-def read_header(path: str) -> EngineHeader:
-    """The header alone (cheap), with the plan's size checked against the file's."""
+def read_header(path: str, check_size: bool = True) -> EngineHeader:
+    """The header alone (cheap), with the plan's size checked against the file's unless
+    ``check_size`` is False (to learn how a damaged engine was built)."""
     try:
         with open(path, "rb") as f:
             header, offset = _read_head(f, path)
     except OSError as e:
         raise ModelError(f"cannot read engine {path}: {e.strerror}") from None
-    if os.path.getsize(path) - offset != header.plan_size:
+    if check_size and os.path.getsize(path) - offset != header.plan_size:
         raise EngineFileError(f"engine file {path} is truncated ({os.path.getsize(path) - offset} of "
                               f"{header.plan_size} plan bytes)")
     return header

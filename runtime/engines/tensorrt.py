@@ -24,6 +24,11 @@ import numpy as np
 from ..errors import ModelError
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
+
+
+def _check(path: str):
+    """The header of a whole, uncorrupted engine file (plan checksum verified)."""
+    return read_engine(path)[0]
 from .onnxmeta import sha256_file
 from .trt_build import build_engine, import_tensorrt
 
@@ -65,7 +70,7 @@ def resolve_engine(path: str, device_info, trt_version: str, precision: Optional
         reason = "not built yet"
         if os.path.isfile(cached):
             try:
-                reason = read_header(cached).mismatch(trt_version, gpu, cc, sha, precision)
+                reason = _check(cached).mismatch(trt_version, gpu, cc, sha, precision)
             except EngineFileError as e:
                 reason = str(e)
             if reason is None:
@@ -80,9 +85,14 @@ def resolve_engine(path: str, device_info, trt_version: str, precision: Optional
     folder = os.path.dirname(os.path.abspath(path))
     onnx_default = os.path.splitext(path)[0] + ".onnx"
     try:
-        header = read_header(path)
+        header = _check(path)
     except EngineFileError as e:
-        header, reason, onnx = None, str(e), onnx_default
+        reason = str(e)
+        try:  # a damaged plan behind a readable header: rebuild it as it was built
+            header = read_header(path, check_size=False)
+        except EngineFileError:
+            header = None
+        onnx = os.path.join(folder, header.onnx_name) if header and header.onnx_name else onnx_default
     else:
         onnx = os.path.join(folder, header.onnx_name) if header.onnx_name else onnx_default
         onnx_sha = sha256_file(onnx) if os.path.isfile(onnx) else None
