@@ -87,7 +87,9 @@ def quantize(model: str, calib: str, output: str, skip_frames: int = 1, max_clip
         quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[method],
-                        extra_options={"ActivationSymmetric": s8, "WeightSymmetric": True})
+                        # biases stay float: TensorRT fuses them into its INT8 convolutions and takes
+                        # no INT32 DequantizeLinear for them
+                        extra_options={"ActivationSymmetric": s8, "WeightSymmetric": True, "QuantizeBias": False})
         # The QDQ file must describe itself like its source: copy the spec, mark the precision.
         qm = onnx.load(q)
         src = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
