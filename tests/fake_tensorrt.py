@@ -33,6 +33,10 @@ class LayerType(enum.Enum):
     DEQUANTIZE = 3
 
 
+class NetworkDefinitionCreationFlag(enum.IntEnum):
+    EXPLICIT_BATCH = 0
+
+
 class MemoryPoolType(enum.Enum):
     WORKSPACE = 0
 
@@ -167,7 +171,9 @@ class Builder:
         pass
 
     def create_network(self, flags=0):
-        return _Network()
+        net = _Network()
+        net.flags = flags
+        return net
 
     def create_builder_config(self):
         return _Config()
@@ -177,7 +183,7 @@ class Builder:
 
     def build_serialized_network(self, network, config):
         Builder.builds += 1
-        plan = {"onnx": network.path, "flags": sorted(f.name for f in config.flags),
+        plan = {"onnx": network.path, "network_flags": network.flags, "flags": sorted(f.name for f in config.flags),
                 "profiles": [p.shapes for p in config.profiles], "workspace": config.pool.get("WORKSPACE"),
                 "device": config.default_device_type.name, "dla_core": config.DLA_core,
                 "timing_cache": config.cache.data.decode()}

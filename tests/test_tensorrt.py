@@ -286,3 +286,11 @@ def test_unreadable_engine_is_rebuilt_from_same_stem_onnx(fake_trt, synthetic_mo
     engine.write_bytes(b"garbage, not an engine")
     assert _resolve(engine, precision="fp16") == str(engine)
     assert read_header(str(engine)).precision == "fp16" and fake_tensorrt.Builder.builds == 1
+
+
+@pytest.mark.parametrize("version, flags", [("10.3.0", 0), ("8.6.2", 1), ("8.5.2.2", 1)])
+def test_explicit_batch_on_tensorrt_8_and_10(fake_trt, synthetic_model, tmp_path, monkeypatch, version, flags):
+    monkeypatch.setattr(fake_tensorrt, "__version__", version)
+    trt_build.build_engine(str(synthetic_model), str(tmp_path / "m.engine"))
+    assert _plan(tmp_path / "m.engine")["network_flags"] == flags
+    assert read_header(str(tmp_path / "m.engine")).trt_version == version

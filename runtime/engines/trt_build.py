@@ -61,6 +61,14 @@ def default_timing_cache() -> str:
     return os.path.join(home, "tensorrt", "timing.cache")
 
 
+def _network_flags(trt) -> int:
+    """Explicit batch: the only mode of TensorRT 10 (flag 0); a flag on 8.5/8.6 (JetPack 5 and 6.0)."""
+    major = int(str(trt.__version__).split(".")[0])
+    if major >= 10:
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+
+
 def _dims(d) -> tuple:
     return tuple(int(x) if int(x) >= 0 else None for x in d)
 
@@ -85,7 +93,7 @@ def build_engine(onnx_path: str, output: str, precision: str = "fp32", max_batch
         device_info = cuda.device_info()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(_network_flags(trt))
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(os.path.abspath(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
