@@ -124,3 +124,12 @@ def test_metadata_of_a_broken_file_is_a_model_error(tmp_path, data):
     p.write_bytes(data)
     with pytest.raises(ModelError, match="not a readable ONNX"):
         read_metadata(str(p))
+
+
+def test_precision_on_onnxruntime_cpu_says_it_does_nothing(synthetic_model):
+    import io
+
+    log = io.StringIO()
+    with open_engine(str(synthetic_model), "onnxruntime", precision="fp16", log=log) as e:
+        assert e.providers == ["CPUExecutionProvider"]
+    assert "--precision fp16 has no effect on ONNX Runtime" in log.getvalue()

@@ -74,7 +74,11 @@ def open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, 
         return OpenVinoEngine(path, threads=threads, precision=precision)
     from .onnxruntime import OnnxRuntimeEngine
 
-    return OnnxRuntimeEngine(path, threads=threads, precision=precision)
+    eng = OnnxRuntimeEngine(path, threads=threads, precision=precision)
+    if precision in ("fp16", "int8") and "TensorrtExecutionProvider" not in eng.providers and log is not None:
+        print(f"actionnet: --precision {precision} has no effect on ONNX Runtime without its TensorRT provider; "
+              f"the model file's own types decide (use an FP16 or INT8 QDQ ONNX)", file=log)
+    return eng
 
 
 __all__ = ["Engine", "TensorInfo", "open_engine", "choose_engine", "ENGINES", "PRECISIONS"]
