@@ -159,3 +159,15 @@ def test_fp16_onnx_keeps_io_and_metadata(synthetic_model, tmp_path):
         assert a.argmax() == b.argmax()
         np.testing.assert_allclose(a, b, atol=0.05 * np.abs(b).max())
     assert os.listdir(tmp_path) == ["h.onnx"]
+
+
+def test_int8_model_runs_in_the_cli_on_openvino(int8_model, synthetic_video, tmp_path):
+    pytest.importorskip("openvino")
+    import json
+
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", int8_model, "--engine", "openvino", "--precision", "int8", "--skip-frames=0",
+                "--headless", "--events", ev, synthetic_video("red right slow"))
+    assert r.returncode == 0, r.stderr
+    labels = [json.loads(l)["label"] for l in ev.read_text().splitlines()]
+    assert len(labels) == 30 - 8 + 1 and sum(l == "red right slow" for l in labels) >= 0.97 * len(labels), labels
