@@ -120,7 +120,10 @@ def main(argv=None) -> int:
     os.environ.setdefault("ACTIONNET_HOME", str(work / "home"))
     model = args.model
     if model is None:
-        key = hashlib.sha256((ROOT / "scripts" / "bench_int8.py").read_bytes()).hexdigest()[:12]
+        # keyed on the code that makes the model, so editing the rest of this script does not retrain
+        import inspect
+
+        key = hashlib.sha256((inspect.getsource(bench_net) + inspect.getsource(build_model)).encode()).hexdigest()[:12]
         model = str(Path(args.cache) / f"bench3d-w{args.width}-e{args.epochs}-n{args.train_clips}-{key}.onnx")
         if not os.path.exists(model):
             Path(args.cache).mkdir(parents=True, exist_ok=True)
