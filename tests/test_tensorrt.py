@@ -294,3 +294,32 @@ def test_explicit_batch_on_tensorrt_8_and_10(fake_trt, synthetic_model, tmp_path
     trt_build.build_engine(str(synthetic_model), str(tmp_path / "m.engine"))
     assert _plan(tmp_path / "m.engine")["network_flags"] == flags
     assert read_header(str(tmp_path / "m.engine")).trt_version == version
+
+
+def test_actionnet_runs_an_engine_file_like_its_onnx(fake_trt, synthetic_model, synthetic_video, tmp_path):
+    """The whole runtime on the TensorRT path: the spec comes from the engine header, auto picks
+    TensorRT for an engine file, and every classification matches the ONNX on ONNX Runtime."""
+    import io
+
+    from actionnet.net import ActionNet
+    from actionnet.sources import open_source
+
+    engine = tmp_path / "m.engine"
+    trt_build.build_engine(str(synthetic_model), str(engine), precision="fp16")
+    log = io.StringIO()
+    results = {}
+    for name, model, eng in (("trt", engine, "auto"), ("ort", synthetic_model, "onnxruntime")):
+        with ActionNet(model=str(model), engine=eng, skip_frames=0, threshold=0.5, log=log) as net, \
+                open_source(str(synthetic_video("blue left slow"))) as src:
+            results[name] = [c.label for c in (net.update(f, t) for f, t in src) if c is not None]
+            if name == "trt":
+                assert net.engine.name == "tensorrt" and net.spec.labels == spec_labels(synthetic_model)
+    assert "engine auto -> tensorrt (a TensorRT engine file)" in log.getvalue()
+    assert results["trt"] == results["ort"] == ["blue left slow"] * (30 - 8 + 1)
+
+
+def spec_labels(model):
+    from actionnet.engines.onnxmeta import read_metadata
+    from actionnet.spec import ModelSpec
+
+    return ModelSpec.from_metadata(read_metadata(str(model))).labels
