@@ -133,3 +133,38 @@ def test_precision_on_onnxruntime_cpu_says_it_does_nothing(synthetic_model):
     with open_engine(str(synthetic_model), "onnxruntime", precision="fp16", log=log) as e:
         assert e.providers == ["CPUExecutionProvider"]
     assert "--precision fp16 has no effect on ONNX Runtime" in log.getvalue()
+
+
+@pytest.mark.parametrize("precision, flags", [
+    (None, {}), ("fp32", {}), ("fp16", {"trt_fp16_enable": True}),
+    ("int8", {"trt_fp16_enable": True, "trt_int8_enable": True}),
+])
+def test_onnxruntime_tensorrt_provider_options(precision, flags, tmp_path, monkeypatch):
+    from actionnet.engines.onnxruntime import provider_options
+
+    monkeypatch.setenv("ACTIONNET_HOME", str(tmp_path))
+    got = provider_options(["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"], precision)
+    folder = str(tmp_path / "ort-tensorrt")
+    assert got == [("TensorrtExecutionProvider", {"trt_engine_cache_enable": True, "trt_engine_cache_path": folder,
+                                                  "trt_timing_cache_enable": True, "trt_timing_cache_path": folder,
+                                                  **flags}),
+                   "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def test_missing_gpu_provider_names_the_present_ones(synthetic_model):
+    from actionnet.engines.onnxruntime import OnnxRuntimeEngine
+    from actionnet.errors import MissingLibraryError
+
+    with pytest.raises(MissingLibraryError, match="CUDAExecutionProvider; available providers are: .*CPUExecution"):
+        OnnxRuntimeEngine(str(synthetic_model), providers=["CUDAExecutionProvider"])
+
+
+def test_missing_openvino_is_a_clear_error(synthetic_model, monkeypatch):
+    from actionnet.engines import openvino
+    from actionnet.errors import MissingLibraryError
+
+    monkeypatch.setitem(__import__("sys").modules, "openvino", None)
+    assert not openvino.available()
+    assert choose_engine(str(synthetic_model))[0] == "onnxruntime"
+    with pytest.raises(MissingLibraryError, match=r"pip install 'actionnet\[openvino\]'"):
+        open_engine(str(synthetic_model), "openvino")

@@ -323,3 +323,12 @@ def spec_labels(model):
     from actionnet.spec import ModelSpec
 
     return ModelSpec.from_metadata(read_metadata(str(model))).labels
+
+
+def test_detector_engine_profile_from_the_real_yolo_onnx(fake_trt, tmp_path):
+    """A 4-D detector (YOLOv5n, static batch 1x3x640x640) builds with a fixed profile."""
+    from conftest import shared_file
+
+    yolo = shared_file("weights/yolov5n.onnx")
+    trt_build.build_engine(str(yolo), str(tmp_path / "y.engine"), precision="fp16", max_batch=8)
+    assert _plan(tmp_path / "y.engine")["profiles"] == [{"images": [[1, 3, 640, 640]] * 3}]
