@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
     m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
     m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
-    m.add_argument("--engine", default="auto", help="inference backend: auto, onnxruntime (default: auto)")
+    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
+                   help="inference backend; auto picks the fastest present and says which (default: auto)")
+    m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
     m.add_argument("--mean", type=_floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775")
     m.add_argument("--std", type=_floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1")
@@ -95,7 +98,8 @@ def _run(args, log) -> int:
         net = ActionNet(network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
                         output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
                         skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
-                        engine=args.engine, threads=args.threads, log=log, mean=args.mean, std=args.std,
+                        engine=args.engine, threads=args.threads, log=log, precision=args.precision,
+                        mean=args.mean, std=args.std,
                         value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
                         output_kind=args.output_kind)
         if args.events:
