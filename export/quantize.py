@@ -56,8 +56,6 @@ def quantize(model: str, calib: str, output: str, skip_frames: int = 1, max_clip
 
     if not 0.0 < holdout < 1.0:
         raise UsageError(f"--holdout must be between 0 and 1, got {holdout}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement}")
     if not os.path.isfile(model):
         raise ModelError(f"model file not found: {model}")
     spec = spec_of(model)

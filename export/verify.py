@@ -44,10 +44,6 @@ def verify(model: str, against: str, clips_dir: str, engine: str = "auto", preci
 
 
 def run(args) -> int:
-    from actionnet.errors import UsageError
-
-    if not 0.0 <= args.min_agreement <= 1.0:  # before minutes of inference, not after
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {args.min_agreement}")
     name, report = verify(args.model, args.against, args.clips, args.engine, args.precision, args.skip_frames,
                           args.max_clips)
     ok = report.ok(args.min_agreement)
