@@ -92,6 +92,10 @@ def _run(args, log) -> int:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
         raise UsageError("output would overwrite the input; choose another output path")
+    if args.events and args.events != "-":
+        for what, path in (("input", args.input), ("output", args.output)):
+            if path and os.path.abspath(args.events) == os.path.abspath(path):
+                raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")
     source = open_input(args, log)
     video = events = None
     try:
