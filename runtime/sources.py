@@ -108,6 +108,11 @@ class VideoFileSource(Source):
             raise InputError(f"video {self.uri} is corrupt or truncated after frame {n}: {_av_reason(e)}") from None
         if n == 0:
             raise InputError(f"video {self.uri} contains no decodable frames")
+        if self.frame_count and self.frame_count - n > max(2, self.frame_count // 50):
+            # A cut file with its index first (mp4 "faststart") decodes up to the cut and ends
+            # without an error; the index still counts every frame. A few frames short is normal
+            # (edit lists drop encoder priming frames), a large gap is a truncated file.
+            raise InputError(f"video {self.uri} is truncated: it ends after {n} of {self.frame_count} frames")
 
     def close(self):
         self._container.close()

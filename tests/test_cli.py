@@ -170,3 +170,30 @@ def test_events_never_overwrite_the_input_or_the_video(synthetic_model, syntheti
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(f"actionnet: error: --events would overwrite the {target}")
     assert video.read_bytes() == before and not out.exists()
+
+
+def test_truncated_faststart_video_is_an_error_not_a_short_run(synthetic_model, tmp_path):
+    """moov first (web videos, ``-movflags faststart``): a cut file still opens and decodes up to
+    the cut, so only the frame count tells that the rest is missing."""
+    import numpy as np
+
+    path = tmp_path / "fs.mp4"
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options={"movflags": "faststart"}) as c:
+        s = c.add_stream("mpeg4", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(60):  # noise: every frame is large, so the cut lands among the frames
+            frame = av.VideoFrame.from_ndarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8), format="bgr24")
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    data = path.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    assert 0 < frame_count(cut) < 50  # it decodes, partly
+    out = tmp_path / "out.mp4"
+    r = run_cli("--model", synthetic_model, "--headless", cut, out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "truncated" in r.stderr.strip().splitlines()[-1] and "of 60 frames" in r.stderr, r.stderr
+    assert not out.exists()
