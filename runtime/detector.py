@@ -244,13 +244,13 @@ class Detector:
     def _spec(self, layout, log) -> DetectorSpec:
         eng = self.engine
         shape = eng.input.shape
+        if eng.metadata.get(PREFIX + "task") == "action":
+            raise ModelError(f"{eng.path} is an action model, not a detector (swap --model and --detector?)")
         if len(shape) != 4 or (isinstance(shape[1], int) and shape[1] != 3):
             raise ModelError(f"{eng.path} is not an image detector: input {eng.input.name!r} has shape "
                              f"{list(shape)}, expected [1, 3, H, W]")
         out_shape = eng.outputs[0].shape
         spec = DetectorSpec.from_metadata(eng.metadata)
-        if spec is None and eng.metadata.get(PREFIX + "task") == "action":
-            raise ModelError(f"{eng.path} is an action model, not a detector (swap --model and --detector?)")
         if spec is None:
             h, w = shape[2], shape[3]
             if not (isinstance(h, int) and isinstance(w, int)):

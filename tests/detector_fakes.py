@@ -2,7 +2,7 @@
 
 It has the YOLOv8 output layout, ``[1, 4 + 1, N]``: for every cell of a stride-2 grid a box of
 the square's size centred on the cell, scored by the fraction of saturated pixels under it
-(max - min over the colour channels, through a steep sigmoid). NMS keeps the best-aligned box,
+(max - min over the colour channels, through a steep sigmoid), to the fourth power. NMS keeps the best-aligned box,
 so the runtime's letterbox, decode, NMS and coordinate mapping all have to be right for the
 boxes to land on the squares.
 """
@@ -34,7 +34,11 @@ def square_detector(path, height=256, width=256, square=12, labels=("person",), 
         helper.make_node("Sigmoid", ["g"], ["mask"]),
         helper.make_node("AveragePool", ["mask"], ["pooled"], kernel_shape=[k, k], strides=[s, s], pads=[p] * 4,
                          count_include_pad=1),
-        helper.make_node("Reshape", ["pooled", "shape"], ["score"]),
+        # fourth power: a box half off the square scores 0.06, below any sane threshold, so each
+        # square gives one detection, as a trained detector's peaked scores do
+        helper.make_node("Mul", ["pooled", "pooled"], ["p2"]),
+        helper.make_node("Mul", ["p2", "p2"], ["p4"]),
+        helper.make_node("Reshape", ["p4", "shape"], ["score"]),
         helper.make_node("Tile", ["score", "reps"], ["scores"]),
         helper.make_node("Concat", ["boxes", "scores"], ["raw"], axis=1),
     ]
