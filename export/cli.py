@@ -18,6 +18,7 @@ from actionnet.errors import ActionNetError, MissingLibraryError
 COMMANDS = {
     "action": "action",      # 3D ResNets and torchvision video models -> self-describing ONNX
     "onnx": "custom",        # a foreign ONNX + label file -> checked, annotated ONNX
+    "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
 }
 
 

@@ -200,19 +200,16 @@ def decode(out: np.ndarray, layout: str, conf: float, classes: Optional[np.ndarr
         cls_scores = rows[:, 5:] * rows[:, 4:5]
     else:  # yolov8: [4 + C, N]
         o = out[0]
-        cls_all = o[4:]
-        best = cls_all.max(axis=0) if classes is None else cls_all[classes].max(axis=0)
-        m = best >= conf
+        m = o[4:].max(axis=0) >= conf
         xywh = o[:4, m].T
-        cls_scores = cls_all[:, m].T
+        cls_scores = o[4:, m].T
+    # the best class of each box, then the class filter: ultralytics' semantics, so a box that
+    # is rather a chair than a person is not reported as a person
+    cls = cls_scores.argmax(axis=1)
+    score = cls_scores[np.arange(len(cls)), cls]
     if classes is not None:
-        sub = cls_scores[:, classes]
-        j = sub.argmax(axis=1)
-        cls = np.asarray(classes)[j]
-        score = sub[np.arange(len(j)), j]
-    else:
-        cls = cls_scores.argmax(axis=1)
-        score = cls_scores[np.arange(len(cls)), cls]
+        k = np.isin(cls, classes)
+        xywh, score, cls = xywh[k], score[k], cls[k]
     k = score >= conf
     xywh, score, cls = xywh[k], score[k], cls[k]
     boxes = np.empty((len(score), 4), np.float32)
