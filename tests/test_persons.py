@@ -126,3 +126,26 @@ def test_cli_persons_video_and_events(tmp_path, synthetic_model):
 
     with open_source(str(out)) as src:
         assert src.frame_count == 30 or sum(1 for _ in src) == 30
+
+
+def test_persons_mode_runs_without_torch(tmp_path, synthetic_model):
+    """The per-person runtime (detector, tracker, crops, batched engine) imports no torch."""
+    import os
+    import subprocess
+    import sys
+
+    from actionnet.export.synthetic import write_video
+    from test_lean_runtime import BLOCK, SCRIPT
+
+    frames, _ = squares_frames(MOVERS, frames=16)
+    video = write_video(str(tmp_path / "two.mp4"), frames)
+    det = square_detector(tmp_path / "sq.onnx")
+    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
+    ev = tmp_path / "ev.jsonl"
+    r = subprocess.run([lean or sys.executable, "-c", SCRIPT if lean else BLOCK + SCRIPT, "--persons", "--detector",
+                        str(det), "--model", str(synthetic_model), "--skip-frames=0", f"--crop-context={CONTEXT}",
+                        "--threshold=0", "--events", str(ev), str(video)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    labels = {e["label"] for e in map(json.loads, ev.read_text().splitlines()) if e["event"] == "classification"}
+    assert labels == set(EXPECTED)
