@@ -128,3 +128,13 @@ def test_cli_errors(tmp_path):
                 module="actionnet.export.cli")
     assert r.returncode == 2 and "multiple of 32" in r.stderr
     assert not os.path.exists(tmp_path / "x.onnx")
+
+
+def test_cli_exports_yolo11_yaml(tmp_path):
+    out = tmp_path / "y11.onnx"
+    r = run_cli("yolo", "yolo11n.yaml", "--imgsz", "256", "--output", out, module="actionnet.export.cli")
+    assert r.returncode == 0, r.stderr
+    assert "yolov8 layout, 256x256 input, 80 classes (person" in r.stderr
+    det = Detector(str(out), log=None)
+    assert det.spec.layout == "yolov8" and det.engine.outputs[0].shape[1] == 84
+    assert not [p for p in os.listdir(tmp_path) if p != "y11.onnx"]  # no ultralytics leftovers
