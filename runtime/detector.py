@@ -142,6 +142,7 @@ class Letterbox:
         self.canvas = np.full((height, width, 3), pad_value, np.uint8)
         self.blob = np.empty((1, 3, height, width), np.float32)
         self._geom = None
+        self._tmp = None
 
     def geometry(self, shape):
         """(scale, pad_x, pad_y, new_w, new_h) for a frame of ``shape`` (ultralytics' rounding)."""
@@ -160,8 +161,13 @@ class Letterbox:
         dst = self.canvas[top:top + nh, left:left + nw]
         if (nh, nw) == frame.shape[:2]:
             dst[...] = frame
+        elif dst.flags.c_contiguous:  # full-width rows (a landscape frame): resize straight in
+            cv2.resize(frame, (nw, nh), dst=dst, interpolation=cv2.INTER_LINEAR)
         else:
-            dst[...] = cv2.resize(frame, (nw, nh), interpolation=cv2.INTER_LINEAR)
+            if self._tmp is None or self._tmp.shape[:2] != (nh, nw):
+                self._tmp = np.empty((nh, nw, 3), np.uint8)
+            cv2.resize(frame, (nw, nh), dst=self._tmp, interpolation=cv2.INTER_LINEAR)
+            dst[...] = self._tmp
         src = self.canvas[..., ::-1] if self.rgb else self.canvas
         np.multiply(src.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=self.blob[0])
         return self.blob

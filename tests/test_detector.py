@@ -147,3 +147,18 @@ def test_cli_detector_errors_are_one_line(tmp_path, synthetic_model, synthetic_v
         assert r.returncode == 2, r.stderr
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and msg in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("shape", [(432, 768, 3), (768, 432, 3), (640, 640, 3), (100, 300, 3)])
+def test_letterbox_matches_a_plain_reference(shape):
+    import cv2
+
+    f = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    lb = Letterbox(640, 640)
+    first = lb(f).copy()
+    s, left, top, nw, nh = lb.geometry(shape)
+    ref = np.full((640, 640, 3), 114, np.uint8)
+    ref[top:top + nh, left:left + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    want = ref[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    assert np.abs(first - want).max() < 1e-6
+    assert np.abs(lb(f) - want).max() < 1e-6  # second frame through the cached geometry
