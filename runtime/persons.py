@@ -127,10 +127,10 @@ class PersonActionNet:
                                  top_k=top_k, smoothing=smoothing)
         self.prepare = FramePreparer(s)
         batch_dim = self.engine.input.shape[0]
-        # a model exported with a fixed batch of 1 still works, one track per call
-        self.max_batch = 1 if batch_dim == 1 else max_batch
-        if isinstance(batch_dim, int) and batch_dim > 1:
-            self.max_batch = batch_dim
+        # A fixed batch axis (foreign ONNX, e.g. jetson-inference's [1, 3, 16, 112, 112]) is
+        # honoured: batch 1 means one call per person; a fixed B > 1 gets its calls padded to B.
+        self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
+        self.max_batch = self.fixed_batch or max_batch
         self.batched = self.max_batch > 1
         if s.raw_input:
             self.normalize = None
@@ -231,6 +231,10 @@ class PersonActionNet:
                 for j, st in enumerate(chunk):
                     self.normalize(st.buffer.window(), j)
                 x = self.normalize.out[:n]
+            if self.fixed_batch and n < self.fixed_batch:  # pad with the last clip; its scores are ignored
+                full = self._batch if self.normalize is None else self.normalize.out
+                full[n:] = full[n - 1]
+                x = full
             out = self.engine.infer(x, self.spec.output_name)
             for j, st in enumerate(chunk):
                 c = st.scorer(out[j], index, time)
