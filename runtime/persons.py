@@ -121,7 +121,7 @@ class PersonActionNet:
             raise
         s = self.spec
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
-                                   new_track=max(0.6, person_conf), max_age=track_timeout)
+                                   new_track=max(0.5, person_conf), max_age=track_timeout)
         self.skip_frames, self.cadence, self.context, self.crop_mode = skip_frames, cadence, context, crop_mode
         self._scorer_args = dict(labels=s.labels, logits=s.output_kind == "logits", threshold=threshold,
                                  top_k=top_k, smoothing=smoothing)
