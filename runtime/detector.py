@@ -229,12 +229,12 @@ class Detector:
 
     def __init__(self, path: str, conf: float = 0.25, iou: float = 0.45, classes: Optional[Sequence] = ("person",),
                  max_det: int = 100, layout: Optional[str] = None, engine: str = "auto", threads: Optional[int] = None,
-                 log=sys.stderr):
+                 precision: Optional[str] = None, log=sys.stderr):
         if not 0.0 <= conf <= 1.0:
             raise UsageError(f"detector confidence must be between 0 and 1, got {conf}")
         if not 0.0 < iou <= 1.0:
             raise UsageError(f"NMS IoU must be in (0, 1], got {iou}")
-        self.engine = open_engine(path, engine, threads=threads)
+        self.engine = open_engine(path, engine, threads=threads, precision=precision)
         try:
             self.spec = self._spec(layout, log)
         except Exception:

@@ -100,7 +100,8 @@ class PersonActionNet:
                  cadence: int = 1, smoothing: float = 0.0, engine: str = "auto", threads: Optional[int] = None,
                  person_conf: float = 0.25, nms_iou: float = 0.45, detector_classes=("person",),
                  detector_layout: Optional[str] = None, track_timeout: int = 30, context: float = 1.2,
-                 crop_mode: str = "anchored", max_batch: int = 16, log=sys.stderr, **overrides):
+                 crop_mode: str = "anchored", max_batch: int = 16, log=sys.stderr, precision: Optional[str] = None,
+                 **overrides):
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
         if skip_frames < 0 or cadence < 1 or top_k < 1 or not 0.0 <= smoothing < 1.0:
@@ -112,10 +113,10 @@ class PersonActionNet:
         if max_batch < 1 or track_timeout < 0:
             raise UsageError("need --max-batch >= 1 and --track-timeout >= 0")
         self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=detector_classes,
-                                 layout=detector_layout, engine=engine, threads=threads, log=log)
+                                 layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
             self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
-                                                       threads=threads, log=log, **overrides)
+                                                       threads=threads, log=log, precision=precision, **overrides)
         except Exception:
             self.detector.close()
             raise
@@ -271,6 +272,15 @@ class PersonActionNet:
                 st.segment = None
         return events
 
+    def reset(self) -> list:
+        """Forget every track (a live source reconnected): open segments are closed (returned as
+        events), buffers go back to the pool; frame numbers keep counting."""
+        events = self.finish()
+        for tid in list(self.states):
+            self._evict(tid, events)
+        self.tracker.tracks = []  # ids keep counting: an id never names two people in one stream
+        return events
+
     def visible(self) -> List[PersonState]:
         """States of the tracks matched on the latest frame (what the overlay draws)."""
         return [st for st in self.states.values() if st.seen]
@@ -297,17 +307,24 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
     overlay = overlay or PersonOverlay()
     clock = _time.perf_counter
     keep = interrupted = False
+    generation = getattr(source, "generation", 0)
     start = clock()
+    if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
+        source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
-        while not (stop and stop.stopped):
+        while not (stop and stop.stopped) and not getattr(video, "stopped", False):
             t0 = clock()
             try:
                 frame, t = next(frames)
             except StopIteration:
                 break
             timer.add("decode", clock() - t0)
-            produced = net.update(frame, t)
+            produced = []
+            if getattr(source, "generation", 0) != generation:  # a live source reconnected:
+                generation = source.generation  # new tracks and clips, none spans the gap
+                produced += net.reset()
+            produced += net.update(frame, t)
             stats.classifications += sum(1 for e in produced if e["event"] == "classification")
             if events is not None:
                 for e in produced:
@@ -328,6 +345,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
     finally:
         stats.stopped = bool(stop and stop.stopped) or interrupted
         stats.seconds = clock() - start
+        stats.dropped = getattr(source, "dropped", 0)
         if progress is not None:
             progress.close()
         if video is not None:
@@ -345,9 +363,9 @@ def cli_run(args, log) -> int:
     """``actionnet --persons ...``: wires source, PersonActionNet and sinks (called by the CLI)."""
     import os
 
+    from .live import open_input, open_video_output
     from .pipeline import Progress, StopFlag
-    from .sinks import EventSink, VideoFileSink
-    from .sources import open_source
+    from .sinks import EventSink
 
     if not args.detector:
         raise UsageError("--persons needs --detector=FILE.onnx (a YOLO person detector; see actionnet-export yolo)")
@@ -370,7 +388,7 @@ def cli_run(args, log) -> int:
         for k, v in entry.spec_overrides.items():
             if overrides.get(k) is None:
                 overrides[k] = v
-    source = open_source(args.input)
+    source = open_input(args, log)
     video = events = net = None
     try:
         fps = getattr(source, "rate", None) or source.fps or 30.0
@@ -381,11 +399,11 @@ def cli_run(args, log) -> int:
                               detector_classes=[c.strip() for c in args.detector_classes.split(",") if c.strip()],
                               detector_layout=args.detector_layout,
                               track_timeout=int(round(args.track_timeout * float(fps))), context=args.crop_context,
-                              crop_mode=args.crop_mode, max_batch=args.max_batch, log=log, **overrides)
-        if args.output:
-            video = VideoFileSink(args.output, getattr(source, "rate", source.fps))
+                              crop_mode=args.crop_mode, max_batch=args.max_batch, log=log,
+                              precision=getattr(args, "precision", None), **overrides)
         if args.events:
             events = EventSink(args.events)
+        video = open_video_output(args, source, log)
         s, d = net.spec, net.detector.spec
         print(f"actionnet: {source.describe()} -> {args.output or '-'}; per person: detector {args.detector} "
               f"({d.layout}, {d.height}x{d.width}), model {net.engine.path} ({s.clip_length}x{s.height}x{s.width}, "
@@ -408,6 +426,8 @@ def cli_run(args, log) -> int:
             net.close()
     summary = (f"{stats.frames} frames, {net.tracker._next_id - 1} tracks, {stats.classifications} person "
                f"classifications, {stats.fps:.1f} fps")
+    if stats.dropped:
+        summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"
     print(f"actionnet: {'stopped: ' if stats.stopped else ''}{summary}", file=log)
     if args.timings:
         print(net.timer.table(), file=log)
