@@ -18,7 +18,9 @@ arrays that survive the score threshold (a few hundred floats).
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence, Tuple
@@ -27,6 +29,7 @@ import cv2
 import numpy as np
 
 from .engines import open_engine
+from .engines.onnxmeta import read_metadata
 from .errors import ModelError, UsageError
 
 LAYOUTS = ("yolov5", "yolov8", "end2end")
@@ -224,6 +227,18 @@ def decode(out: np.ndarray, layout: str, conf: float, classes: Optional[np.ndarr
     return boxes, score.astype(np.float32), cls.astype(np.int64)
 
 
+def _names(props: Mapping[str, str], n: int) -> Optional[Tuple[str, ...]]:
+    """Class names from the ``names`` metadata YOLOv5's and ultralytics' exporters write
+    (a Python dict literal), when they fit the output."""
+    try:
+        names = ast.literal_eval(props.get("names", ""))
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(names, dict) or sorted(names) != list(range(len(names))) or (n and len(names) != n):
+        return None
+    return tuple(str(names[i]) for i in range(len(names)))
+
+
 class Detector:
     """``Detector("yolov5n.onnx")(frame) -> Detections`` of the chosen classes (person by default)."""
 
@@ -234,6 +249,8 @@ class Detector:
             raise UsageError(f"detector confidence must be between 0 and 1, got {conf}")
         if not 0.0 < iou <= 1.0:
             raise UsageError(f"NMS IoU must be in (0, 1], got {iou}")
+        if os.path.isfile(path) and path.lower().endswith(".onnx"):
+            read_metadata(path)  # a broken file fails here with one clear line, before any backend parses it
         self.engine = open_engine(path, engine, threads=threads, precision=precision)
         try:
             self.spec = self._spec(layout, log)
@@ -260,14 +277,17 @@ class Detector:
                 raise ModelError(f"{eng.path} has a dynamic input size {list(shape)}; export it with a fixed size")
             found, n = infer_layout(out_shape)
             layout = layout or found
-            labels = COCO80 if n == 80 or layout == "end2end" else tuple(f"class{i}" for i in range(n))
+            labels = _names(eng.metadata, n)
             assumed = ["layout"] if layout == found else []
-            assumed += ["labels (COCO-80)"] if labels is COCO80 else ["labels"]
+            if labels is None:
+                labels = COCO80 if n == 80 or layout == "end2end" else tuple(f"class{i}" for i in range(n))
+                assumed += ["labels (COCO-80)"] if labels is COCO80 else ["labels"]
             spec = DetectorSpec(layout, h, w, labels, assumed=tuple(assumed))
             if log is not None:
-                print(f"actionnet: {eng.path} carries no actionnet metadata; read layout {layout} from its output "
-                      f"{list(out_shape)}, assumed: {', '.join(spec.assumed[1 if layout == found else 0:]) or '-'}",
-                      file=log)
+                how = "given" if layout != found else f"read from its output {list(out_shape)}"
+                names = ("class names from its 'names' metadata" if "labels" not in " ".join(spec.assumed)
+                         else f"assumed {spec.assumed[-1]}")
+                print(f"actionnet: {eng.path} carries no actionnet metadata; layout {layout} {how}, {names}", file=log)
         elif layout and layout != spec.layout:
             spec = DetectorSpec(layout, spec.height, spec.width, spec.labels, spec.pad_value, spec.color_order)
         self._check_output(out_shape, spec)

@@ -19,8 +19,7 @@ Same for both, in one run, on the same decoded frames:
 Decoding is measured once (PyAV) and added to both pipelines' time per frame.
 
 Needs the export extra plus ``pip install --no-deps ultralytics`` and ``pip install onnx2torch lap``
-(benchmark only). OpenVINO is measured when installed: until the runtime has an OpenVINO engine
-(another issue), a small adapter here stands in for it.
+(benchmark only). OpenVINO (the runtime's engine) is measured when installed.
 
     python scripts/bench_persons.py --frames 200 --repeats 3 --threads 2
 """
@@ -75,33 +74,6 @@ def build_classifier(folder: str):
     return model, spec, path
 
 
-class OpenVinoAdapter:
-    """Stand-in for the runtime's OpenVINO engine (another issue): same ``infer`` contract."""
-
-    name = "openvino"
-
-    def __init__(self, ort_engine, threads):
-        import openvino as ov
-
-        core = ov.Core()
-        cfg = {"INFERENCE_NUM_THREADS": threads} if threads else {}
-        self.compiled = core.compile_model(ort_engine.path, "CPU", cfg)
-        self.path, self.input, self.outputs, self.metadata = (ort_engine.path, ort_engine.input, ort_engine.outputs,
-                                                              ort_engine.metadata)
-        self._out = {o.get_any_name(): o for o in self.compiled.outputs}
-        self.request = self.compiled.create_infer_request()
-
-    def output(self, name=None):
-        return self.outputs[0] if name is None else next(o for o in self.outputs if o.name == name)
-
-    def infer(self, x, output=None):
-        res = self.request.infer({0: x})
-        return res[self._out[output or self.outputs[0].name]]
-
-    def close(self):
-        pass
-
-
 # -- actionnet ---------------------------------------------------------------------------------
 
 def run_actionnet(frames, detector, model, threads, engine="onnxruntime"):
@@ -109,10 +81,7 @@ def run_actionnet(frames, detector, model, threads, engine="onnxruntime"):
     from actionnet.persons import PersonActionNet
 
     net = PersonActionNet(model, detector, skip_frames=SKIP - 1, cadence=CADENCE_FRAMES // SKIP, threshold=0.0,
-                          engine="auto", threads=threads, context=1.2, crop_mode="follow", log=None)
-    if engine == "openvino":
-        net.engine = OpenVinoAdapter(net.engine, threads)
-        net.detector.engine = OpenVinoAdapter(net.detector.engine, threads)
+                          engine=engine, threads=threads, context=1.2, crop_mode="follow", log=None)
     overlay = PersonOverlay()
     draw = 0.0
     n_cls = 0
@@ -273,7 +242,7 @@ def main(argv=None):
         try:
             import openvino  # noqa: F401
 
-            pipelines["actionnet (openvino adapter)"] = lambda: run_actionnet(frames, args.detector, model,
+            pipelines["actionnet (openvino)"] = lambda: run_actionnet(frames, args.detector, model,
                                                                                args.threads, "openvino")
         except ImportError:
             pass

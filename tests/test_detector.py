@@ -115,7 +115,7 @@ def test_square_detector_boxes_land_on_the_squares(tmp_path):
 def test_detector_errors(tmp_path, synthetic_model):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx file")
-    with pytest.raises(ModelError, match="cannot load"):
+    with pytest.raises(ModelError, match="not a readable ONNX file"):
         Detector(str(bad), log=None)
     with pytest.raises(ModelError, match="action model, not a detector"):
         Detector(str(synthetic_model), log=None)
@@ -137,7 +137,7 @@ def test_cli_detector_errors_are_one_line(tmp_path, synthetic_model, synthetic_v
     bad.write_bytes(b"\x00garbage")
     cases = [
         (["--persons", "--model", synthetic_model, video], "--persons needs --detector"),
-        (["--persons", "--detector", bad, "--model", synthetic_model, video], "cannot load model"),
+        (["--persons", "--detector", bad, "--model", synthetic_model, video], "not a readable ONNX file"),
         (["--persons", "--detector", synthetic_model, "--model", synthetic_model, video], "not a detector"),
         (["--persons", "--detector", square_detector(tmp_path / "sq.onnx"), "--detector-layout", "yolov5",
           "--model", synthetic_model, video], "does not fit layout yolov5"),
@@ -162,3 +162,16 @@ def test_letterbox_matches_a_plain_reference(shape):
     want = ref[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
     assert np.abs(first - want).max() < 1e-6
     assert np.abs(lb(f) - want).max() < 1e-6  # second frame through the cached geometry
+
+
+def test_foreign_detector_names_come_from_its_metadata(tmp_path):
+    import onnx
+
+    path = square_detector(tmp_path / "sq.onnx", metadata=False, labels=("cat", "dog"))
+    m = onnx.load(str(path))
+    m.metadata_props.add(key="names", value="{0: 'cat', 1: 'dog'}")  # as YOLOv5/ultralytics exports write it
+    onnx.save(m, str(path))
+    det = Detector(str(path), classes=("dog",), log=None)
+    assert det.spec.labels == ("cat", "dog") and det.spec.layout == "yolov8" and list(det.class_ids) == [1]
+    plain = square_detector(tmp_path / "plain.onnx", metadata=False, labels=("a", "b"))
+    assert Detector(str(plain), classes=None, log=None).spec.labels == ("class0", "class1")
