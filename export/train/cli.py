@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val-list", help="CSV validation list (default: a stratified split of the training clips)")
     d.add_argument("--labels", help="label file for CSV lists, one class per line (default: the labels in the list)")
     d.add_argument("--val-fraction", type=float, help="validation share per class when splitting (default 0.2)")
+    d.add_argument("--clips-per-video", type=int, help="random training clips per video and epoch (default 1)")
     d.add_argument("--val-clips", type=int, help="evenly spaced validation clips per video (default 2)")
     d.add_argument("--skip-frames", type=int,
                    help="frames dropped between clip frames, as the runtime's --skip-frames; written into the "

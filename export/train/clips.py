@@ -153,26 +153,21 @@ class ClipMaker:
 class ClipDataset:
     """A map-style dataset (works with torch's DataLoader and its worker processes).
 
-    Training: one item per video, a random clip each epoch. Validation: ``val_clips`` items per
-    video at evenly spaced positions. Randomness comes from ``(seed, epoch, index)`` alone, so a
+    Training: ``clips_per_video`` items per video, each a random clip, new each epoch. Validation: ``val_clips`` items per
+    video at evenly spaced positions. Items are fetched by ``(epoch, index)`` keys (:meth:`keys`);
+    randomness comes from ``(seed, epoch, index)`` alone, so a
     run is the same whatever the number of workers, and a resumed run repeats an uninterrupted one.
     """
 
     def __init__(self, samples: Sequence[Sample], spec: ModelSpec, skip_frames: int, train: bool,
-                 augment: Augment = Augment(), val_clips: int = 2, seed: int = 0):
+                 augment: Augment = Augment(), val_clips: int = 2, seed: int = 0, clips_per_video: int = 1):
         self.samples = list(samples)
         self.spec, self.skip_frames, self.train, self.seed = spec, skip_frames, train, seed
         self.maker = ClipMaker(spec, augment if train else Augment.none())
-        self.epoch = 0
         self.span = span(spec.clip_length, skip_frames)
-        if train:
-            self.items = [(i, None) for i in range(len(self.samples))]
-        else:
-            self.items = [(i, k) for i in range(len(self.samples)) for k in range(val_clips)]
+        per = clips_per_video if train else val_clips
+        self.items = [(i, k) for i in range(len(self.samples)) for k in range(per)]
         self.val_clips = val_clips
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self):
         return len(self.items)
@@ -181,12 +176,18 @@ class ClipDataset:
     def labels(self) -> np.ndarray:
         return np.array([self.samples[i].label for i, _ in self.items], np.int64)
 
-    def __getitem__(self, index: int):
+    def keys(self, epoch: int, order: Sequence[int]) -> List[tuple]:
+        """Sampler keys ``(epoch, index)``: the epoch travels with each key, so persistent worker
+        processes need no state from the main process."""
+        return [(epoch, int(i)) for i in order]
+
+    def __getitem__(self, key):
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         i, k = self.items[index]
         s = self.samples[i]
         room = available(s) - self.span
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             offset = int(rng.integers(0, max(0, room) + 1))
         else:
             rng = None

@@ -166,6 +166,7 @@ def load(data: Optional[str] = None, train_list: Optional[str] = None, val_list:
         labels, samples = read_list(train_list, labels)
         where = train_list
     _check_classes(labels, where)
+    val = read_list(val_list, labels)[1] if val_list else None  # its labels are checked before any decoding
     skipped: List[Tuple[str, str]] = []
     lengths = {}
 
@@ -181,8 +182,7 @@ def load(data: Optional[str] = None, train_list: Optional[str] = None, val_list:
         return out
 
     samples = readable(samples)
-    if val_list:
-        _, val = read_list(val_list, labels)
+    if val is not None:
         val = readable(val)
         train = samples
     else:

@@ -59,6 +59,7 @@ class Config:
     size: Optional[int] = None
     val_fraction: float = 0.2
     val_clips: int = 2
+    clips_per_video: int = 1                 # training clips per video and epoch
     flip: bool = False
     seed: int = 0
     workers: int = 2
@@ -76,8 +77,8 @@ class Config:
             raise UsageError(f"--skip-frames must be >= 0, got {self.skip_frames}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.val_clips < 1 or self.workers < 0:
-            raise UsageError("--val-clips must be >= 1 and --workers >= 0")
+        if self.val_clips < 1 or self.clips_per_video < 1 or self.workers < 0:
+            raise UsageError("--val-clips and --clips-per-video must be >= 1, --workers >= 0")
 
 
 @dataclass
@@ -124,11 +125,26 @@ class _Progress:
         self.stream.flush()
 
 
-def _loader(ds: ClipDataset, batch_size: int, workers: int, order=None):
+class _Keys(torch.utils.data.Sampler):
+    """The current epoch's ``(epoch, index)`` keys; set before each epoch, read when iterated."""
+
+    def __init__(self, keys=()):
+        self.keys = list(keys)
+
+    def __iter__(self):
+        return iter(self.keys)
+
+    def __len__(self):
+        return len(self.keys)
+
+
+def _loader(ds: ClipDataset, batch_size: int, workers: int, sampler: _Keys):
     from torch.utils.data import DataLoader
 
-    return DataLoader(ds, batch_size=batch_size, sampler=order, num_workers=workers, shuffle=False,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=False)
+    # persistent workers: started once per run, not once per epoch (seconds each on a small CPU)
+    return DataLoader(ds, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      prefetch_factor=4 if workers > 0 else None)
 
 
 def _save(obj, path: str) -> None:
@@ -180,7 +196,8 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     model = RawClipModel(net, spec).to(device)
     trainable = Trainable(net, cfg.arch, cfg.mode)
     augment = Augment(flip=cfg.flip)
-    train_ds = ClipDataset(ds.train, spec, cfg.skip_frames, True, augment, seed=cfg.seed)
+    train_ds = ClipDataset(ds.train, spec, cfg.skip_frames, True, augment, seed=cfg.seed,
+                           clips_per_video=cfg.clips_per_video)
     val_ds = ClipDataset(ds.val, spec, cfg.skip_frames, False, val_clips=cfg.val_clips, seed=cfg.seed)
     steps_per_epoch = math.ceil(len(train_ds) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
@@ -210,18 +227,19 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
           f"{cfg.skip_frames}, {len(ds.labels)} classes, {len(ds.train)} training / {len(ds.val)} validation videos, "
           f"mode {cfg.mode} ({c['trainable']:,} of {c['total']:,} parameters), {device.type}"
           f"{' AMP' if amp else ''}", file=log)
-    val_loader = _loader(val_ds, cfg.batch_size, cfg.workers)
+    val_loader = _loader(val_ds, cfg.batch_size, cfg.workers, _Keys(val_ds.keys(0, range(len(val_ds)))))
+    train_keys = _Keys()
+    train_loader = _loader(train_ds, cfg.batch_size, cfg.workers, train_keys)
     stopped = False
     for epoch in range(start, cfg.epochs + 1):
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
-        order = torch.randperm(len(train_ds), generator=g).tolist()
-        train_ds.set_epoch(epoch)
+        train_keys.keys = train_ds.keys(epoch, torch.randperm(len(train_ds), generator=g).tolist())
         torch.manual_seed(cfg.seed * 100003 + epoch)
         trainable.train()
         bar = _Progress(epoch, cfg.epochs, steps_per_epoch, log)
         loss_sum = correct = seen = 0
         t0 = time.monotonic()
-        for i, (x, y) in enumerate(_loader(train_ds, cfg.batch_size, cfg.workers, order)):
+        for i, (x, y) in enumerate(train_loader):
             x, y = x.to(device, non_blocking=True), y.to(device)
             with torch.autocast(device.type, enabled=amp):
                 out = model(x)

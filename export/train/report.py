@@ -52,7 +52,8 @@ def draw_confusion(conf: np.ndarray, labels: Sequence[str], cell: int = 0) -> np
     cell = cell or max(12, min(60, 900 // max(1, n)))
     names = [s if len(s) <= 24 else s[:23] + "." for s in labels]
     margin = 12 + 7 * max(len(s) for s in names)
-    h = w = margin + n * cell + 20
+    h = margin + n * cell + 20
+    w = max(h, 300)
     img = np.full((h + 30, w, 3), 255, np.uint8)
     cv2.putText(img, "true (rows) vs predicted (columns)", (10, 20), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     top = 30
