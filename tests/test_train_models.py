@@ -193,3 +193,22 @@ def test_runtime_uses_the_models_stride_unless_told_otherwise(synthetic_model, s
     assert {json.loads(line)["label"] for line in open(ev)} == {"blue left fast"}
     r = run_cli("--model", model, "--skip-frames=0", "--events", ev, "--headless", synthetic_video("blue left slow"))
     assert {json.loads(line)["label"] for line in open(ev)} == {"blue left slow"}
+
+
+def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path):
+    from actionnet.export.synthetic import write_video
+    from actionnet.export.train.clips import read_frames, read_frames_from_start
+    from actionnet.export.train.synthetic_clips import video
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(4):  # 4 x 80 frames, the square crossing again and again: every frame differs
+        frames += video({"direction": "right" if k % 2 else "left"}, 80, rng, width=64, height=64,
+                        speed_per_frame=0.3)
+    path = str(tmp_path / "long.mp4")
+    write_video(path, frames)
+    for idx in ([0, 2, 4], [100, 102, 104, 104], [251, 260, 300, 319], [318, 319, 330]):
+        a, b = read_frames(path, idx), read_frames_from_start(path, idx)
+        assert len(a) == len(idx)
+        for x, y in zip(a, b):
+            assert np.array_equal(x, y), idx

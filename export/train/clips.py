@@ -73,17 +73,64 @@ def available(sample: Sample) -> int:
     return max(1, end - sample.start)
 
 
+SEEK_AFTER = 48  # frames: below this, decoding from the start is cheaper than a seek
+
+
 def read_frames(path: str, indices: Sequence[int]) -> List[np.ndarray]:
-    """BGR frames at ``indices`` (ascending, repeats allowed), decoded by the runtime's source;
-    a video that ends early repeats its last frame."""
-    from actionnet.sources import open_source
+    """BGR frames at ``indices`` (repeats allowed); a video that ends early repeats its last frame.
+
+    Decoded with PyAV and converted exactly as the runtime's video source does
+    (``to_ndarray(format="bgr24")``). A clip far into a file seeks to the keyframe before it and
+    counts frames from their timestamps (constant frame rate assumed, as the runtime's clock does);
+    a stream without timestamps is decoded from the start.
+    """
+    import av
+
+    from actionnet.errors import InputError
 
     want = sorted(set(int(i) for i in indices))
     got = {}
     last = None
-    src = open_source(path)
     try:
-        j = 0
+        with av.open(path) as c:
+            st = c.streams.video[0]
+            st.thread_type = "AUTO"
+            rate = st.average_rate or st.guessed_rate
+            t0 = st.start_time or 0
+            seek = want[0] >= SEEK_AFTER and rate is not None and st.time_base is not None
+            if seek:
+                c.seek(t0 + int(want[0] / rate / st.time_base), stream=st, backward=True, any_frame=False)
+            j, n = 0, -1
+            for frame in c.decode(st):
+                if seek:
+                    if frame.pts is None:  # no timestamps after all: start over without seeking
+                        return read_frames_from_start(path, indices)
+                    n = int(round(float((frame.pts - t0) * st.time_base * rate)))
+                else:
+                    n += 1
+                if n < want[j]:
+                    continue
+                img = frame.to_ndarray(format="bgr24")
+                last = img
+                while j < len(want) and want[j] <= n:
+                    got[want[j]] = img
+                    j += 1
+                if j == len(want):
+                    break
+    except (av.error.FFmpegError, OSError) as e:
+        raise InputError(f"cannot decode {path}: {e}") from None
+    if last is None:
+        raise InputError(f"{path}: no frame at or after frame {want[0]}")
+    return [got.get(int(i), last) for i in indices]
+
+
+def read_frames_from_start(path: str, indices: Sequence[int]) -> List[np.ndarray]:
+    """The reference: decode from frame 0 with the runtime's own source."""
+    from actionnet.sources import open_source
+
+    want = sorted(set(int(i) for i in indices))
+    got, last, j = {}, None, 0
+    with open_source(path) as src:
         for n, (frame, _) in enumerate(src):
             last = frame
             if n == want[j]:
@@ -91,8 +138,6 @@ def read_frames(path: str, indices: Sequence[int]) -> List[np.ndarray]:
                 j += 1
                 if j == len(want):
                     break
-    finally:
-        src.close()
     return [got.get(int(i), last) for i in indices]
 
 
