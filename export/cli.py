@@ -18,6 +18,10 @@ from actionnet.errors import ActionNetError, MissingLibraryError
 COMMANDS = {
     "action": "action",      # 3D ResNets and torchvision video models -> self-describing ONNX
     "onnx": "custom",        # a foreign ONNX + label file -> checked, annotated ONNX
+    "engine": "engine",      # ONNX -> TensorRT engine file with an actionnet header
+    "quantize": "quantize",  # FP32 ONNX -> INT8 QDQ ONNX, calibrated on clips
+    "verify": "verify",      # an engine vs its reference ONNX on clips
+    "fp16": "fp16",          # FP32 ONNX -> FP16 ONNX for ONNX Runtime on GPUs
 }
 
 
@@ -44,7 +48,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args._run(args)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "ultralytics",
-                                                 "tensorrt", "openvino", "pycuda"):
+                                                 "tensorrt", "openvino", "pycuda", "onnxconverter_common"):
             err = MissingLibraryError(f"{e.name} is not installed: pip install 'actionnet[export]'")
             print(f"actionnet-export: error: {err}", file=sys.stderr)
             return err.exit_code

@@ -42,15 +42,19 @@ def build_parser() -> argparse.ArgumentParser:
                        "  actionnet --network=resnet-34 --skip-frames=0 --threshold=0.2 input.mp4 output.mp4\n"
                        "  actionnet --model=m.onnx --events=events.jsonl --headless input.mp4",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="video file, image folder or glob")
-    p.add_argument("output", nargs="?", help="annotated video file (.mp4, .mkv, .avi, .flv)")
+    p.add_argument("input", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
+    p.add_argument("output", nargs="?", help="video file (.mp4, .mkv, .avi, .flv), out/%%05d.jpg, display://0, "
+                   "rtsp://@:port/path, rtp://host:port (default: display://0 unless --headless)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
     m.add_argument("--model", help="ONNX model file (overrides --network)")
     m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
     m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
     m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
-    m.add_argument("--engine", default="auto", help="inference backend: auto, onnxruntime (default: auto)")
+    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
+                   help="inference backend; auto picks the fastest present and says which (default: auto)")
+    m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
+                   help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
     m.add_argument("--mean", type=_floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775")
     m.add_argument("--std", type=_floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1")
@@ -58,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--color-order", choices=COLOR_ORDERS, help="channel order the model expects")
     m.add_argument("--resize-mode", choices=RESIZE_MODES, help="how frames are fitted to the model's size")
     m.add_argument("--output-kind", choices=("logits", "probabilities"), help="what the model outputs")
+    from .live import add_input_arguments  # live sources and outputs (issue 6)
+
+    add_input_arguments(p)
     c = p.add_argument_group("classification")
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
     c.add_argument("--skip-frames", type=int, default=None,
@@ -78,29 +85,27 @@ def _run(args, log) -> int:
     from .net import ActionNet
     from .overlay import Overlay
     from .pipeline import Progress, StopFlag, run
-    from .sinks import EventSink, VideoFileSink
-    from .sources import open_source
+    from .sinks import EventSink
+    from .live import open_input, open_video_output
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
         raise UsageError("output would overwrite the input; choose another output path")
-    source = open_source(args.input)
+    source = open_input(args, log)
     video = events = None
     try:
         # Open outputs only once the source and the model are known good: nothing half-written.
         net = ActionNet(network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
                         output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
                         skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
-                        engine=args.engine, threads=args.threads, log=log, mean=args.mean, std=args.std,
+                        engine=args.engine, threads=args.threads, log=log, precision=args.precision,
+                        mean=args.mean, std=args.std,
                         value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
                         output_kind=args.output_kind)
-        if args.output:
-            video = VideoFileSink(args.output, getattr(source, "rate", source.fps))
         if args.events:
             events = EventSink(args.events)
-        if not args.output and not args.events and not args.headless:
-            print("actionnet: no output, no events and no display in this build: results go to stderr", file=log)
+        video = open_video_output(args, source, log)
         print(f"actionnet: {source.describe()} -> {args.output or '-'}; model {net.engine.path} "
               f"({net.spec.clip_length}x{net.spec.height}x{net.spec.width}, {net.spec.num_classes} classes, "
               f"{net.engine.name})", file=log)
@@ -120,6 +125,8 @@ def _run(args, log) -> int:
     summary = f"{stats.frames} frames, {stats.classifications} classifications, {stats.fps:.1f} fps"
     if last is not None:
         summary += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
+    if stats.dropped:
+        summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"
     if stats.stopped:
         summary = "stopped: " + summary
     print(f"actionnet: {summary}", file=log)

@@ -21,13 +21,13 @@ PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "valu
 
 def load_action_model(path: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
                       output_blob: Optional[str] = None, engine: str = "auto", threads: Optional[int] = None,
-                      log=sys.stderr, **overrides):
+                      log=sys.stderr, precision: Optional[str] = None, **overrides):
     """Open ``path`` and return ``(engine, spec)``, checked against each other."""
     unknown = set(overrides) - set(PREP_FIELDS)
     if unknown:
         raise TypeError(f"unknown overrides: {sorted(unknown)}")
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    eng = open_engine(path, engine, threads=threads)
+    eng = open_engine(path, engine, threads=threads, precision=precision, log=log)
     try:
         spec = _spec_for(eng, labels, input_blob, output_blob, overrides)
         _check(eng, spec)

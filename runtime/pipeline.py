@@ -80,6 +80,7 @@ class Progress:
 class RunStats:
     frames: int = 0
     classifications: int = 0
+    dropped: int = 0  # live sources: frames the capture thread replaced before they were processed
     seconds: float = 0.0
     stopped: bool = False
     timer: StageTimer = field(default_factory=StageTimer)
@@ -98,10 +99,13 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     clock = time.perf_counter
     keep = interrupted = False
     fps_avg = None
+    generation = getattr(source, "generation", 0)
     start = last = clock()
+    if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
+        source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
-        while not (stop and stop.stopped):
+        while not (stop and stop.stopped) and not getattr(video, "stopped", False):
             t0 = clock()
             try:
                 frame, t = next(frames)
@@ -109,6 +113,11 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
                 break
             t1 = clock()
             timer.add("decode", t1 - t0)
+            if getattr(source, "generation", 0) != generation:  # a live source reconnected:
+                generation = source.generation  # start a fresh window, no clip spans the gap
+                seen = net.frames
+                net.reset()
+                net.frames = seen  # frame numbers in events stay monotonic
             result = net.update(frame, t)
             if result is not None:
                 stats.classifications += 1
@@ -135,6 +144,7 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     finally:
         stats.stopped = bool(stop and stop.stopped) or interrupted
         stats.seconds = clock() - start
+        stats.dropped = getattr(source, "dropped", 0)
         if progress is not None:
             progress.close()
         if video is not None:

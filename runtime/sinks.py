@@ -22,6 +22,19 @@ from .errors import OutputError
 # Codec per container: H.264 where the container takes it; MPEG-4 part 2 for AVI.
 _CODECS = {".avi": "mpeg4"}
 _DEFAULT_CODEC = "libx264"
+# Where this FFmpeg lacks an encoder (libx264 is GPL and left out of some builds): what replaces it.
+_FALLBACK = {"libx264": "mpeg4"}
+
+
+def pick_codec(codec: str, available=None) -> str:
+    """``codec`` if this FFmpeg can encode it, else its documented fallback (H.264 -> MPEG-4 part 2)."""
+    if available is None:
+        import av
+
+        available = av.codecs_available
+    if codec in available or codec not in _FALLBACK:
+        return codec
+    return _FALLBACK[codec]
 
 
 class VideoFileSink:
@@ -54,6 +67,7 @@ class VideoFileSink:
             self._container = av.open(self.tmp, mode="w")
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
+        self.codec = pick_codec(self.codec)
         s = self._container.add_stream(self.codec, rate=self.rate)
         # 4:2:0 chroma wants even sizes; the encoder's scaler absorbs the odd pixel.
         s.width, s.height = w - w % 2, h - h % 2

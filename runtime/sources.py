@@ -7,19 +7,34 @@ streams). A source that cannot open raises :class:`InputError` with one clear li
 fails mid-stream raises it too, saying after which frame; a clean end of stream just ends the
 iteration.
 
-:func:`open_source` is the one factory; live sources (V4L2, CSI, RTSP) slot in beside these.
+:func:`open_source` is the one factory. URIs follow jetson-inference (``videoSource``):
+
+- ``/dev/videoN`` or ``v4l2:///dev/videoN``: a V4L2 camera through FFmpeg's v4l2 demuxer (PyAV),
+  asking for MJPG first (USB cameras deliver large sizes at full rate only compressed) and
+  falling back to the camera's default format;
+- ``csi://N``: a Jetson CSI camera through GStreamer's ``nvarguscamerasrc`` (needs an OpenCV
+  built with GStreamer, as JetPack's is);
+- ``rtsp://host[:port]/path`` and ``rtp://[@]host:port``: network streams through FFmpeg;
+- files, image folders and globs.
+
+Live sources (``live = True``) never end on their own except by a clean end of stream; when they
+fail mid-stream they raise :class:`StreamLost` so that :mod:`actionnet.live` can reconnect. The
+pipeline-string and option builders are pure functions so they can be tested without a camera.
 """
 
 from __future__ import annotations
 
 import glob
 import os
+import re
+import tempfile
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, MissingLibraryError, UsageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".flv", ".mov", ".webm", ".m4v", ".ts", ".mpg", ".mpeg")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -134,12 +149,286 @@ def _av_reason(e: Exception) -> str:
     return msg.split(": '")[0].strip() or type(e).__name__
 
 
-def open_source(uri: str) -> Source:
-    """The source for ``uri``: a video file, an image folder or a glob of images."""
-    if uri.startswith(("csi://", "rtsp://", "rtp://", "v4l2://")) or uri.startswith("/dev/video"):
-        if uri.startswith("/dev/video") and not os.path.exists(uri):
-            raise InputError(f"camera not found: {uri} does not exist (is the camera attached? `ls /dev/video*`)")
-        raise InputError(f"live source {uri} is not supported by this build yet; use a video file or an image folder")
+
+# --------------------------------------------------------------------------------------------
+# Live sources
+
+
+class StreamLost(InputError):
+    """A live source that failed mid-stream (camera unplugged, server gone): worth reconnecting."""
+
+
+class StreamEnded(StreamLost):
+    """A network stream that ended. FFmpeg reports a server that closed the stream and one that
+    crashed alike (end of file), so it is worth one reconnect window; if the stream does not come
+    back within it, the run ends cleanly."""
+
+
+@dataclass
+class SourceOptions:
+    """What a user may ask of a live source (``--input-width`` and friends); None: the device's choice."""
+
+    width: Optional[int] = None
+    height: Optional[int] = None
+    fps: Optional[float] = None
+    codec: Optional[str] = None  # V4L2: mjpeg, yuyv, h264, raw; RTP: h264, h265, mjpeg, mpeg4
+    timeout: float = 5.0  # seconds without data before a network read counts as lost
+    flip: int = 0  # CSI: nvvidconv flip-method (0-7)
+
+
+_V4L2_FORMATS = {"mjpeg": "mjpeg", "mjpg": "mjpeg", "yuyv": "yuyv422", "yuyv422": "yuyv422", "h264": "h264",
+                 "raw": None}
+_RTP_CODECS = {"h264": ("H264", 96), "h265": ("H265", 96), "hevc": ("H265", 96), "mjpeg": ("JPEG", 26),
+               "mpeg4": ("MP4V-ES", 96), "vp8": ("VP8", 96)}
+
+
+def parse_source_uri(uri: str) -> Tuple[str, str]:
+    """``(kind, location)`` for a source URI: kind is v4l2, csi, rtsp, rtp, images or file."""
+    if uri.startswith("v4l2://"):
+        rest = uri[len("v4l2://"):]
+        return "v4l2", rest if rest.startswith("/") else f"/dev/video{_index(rest, uri)}"
+    if re.fullmatch(r"/dev/video\d+", uri):
+        return "v4l2", uri
+    if uri.startswith("csi://"):
+        return "csi", str(_index(uri[len("csi://"):], uri))
+    if uri.startswith(("rtsp://", "rtsps://")):
+        return "rtsp", uri
+    if uri.startswith("rtp://"):
+        host, port = parse_host_port(uri)
+        return "rtp", f"{host}:{port}"
     if os.path.isdir(uri) or any(c in uri for c in "*?["):
-        return ImageFolderSource(uri)
+        return "images", uri
+    return "file", uri
+
+
+def _index(s: str, uri: str) -> int:
+    if not s.isdigit():
+        raise UsageError(f"{uri}: expected a camera number, as in csi://0 or v4l2:///dev/video0")
+    return int(s)
+
+
+def parse_host_port(uri: str) -> Tuple[str, int]:
+    """``rtp://@:5000`` -> ("0.0.0.0", 5000); ``rtp://239.0.0.1:5000`` -> ("239.0.0.1", 5000)."""
+    m = re.fullmatch(r"[a-z]+://(@?)([^:/]*)?:(\d+)(/.*)?", uri)
+    if not m:
+        raise UsageError(f"{uri}: expected scheme://host:port (or scheme://@:port to listen on all addresses)")
+    host = m.group(2) or "0.0.0.0"
+    return host, int(m.group(3))
+
+
+def v4l2_av_options(options: SourceOptions, mjpeg: bool = True) -> Dict[str, str]:
+    """FFmpeg v4l2 demuxer options: size, rate and pixel format (MJPG unless told otherwise)."""
+    o: Dict[str, str] = {}
+    if options.width or options.height:
+        if not (options.width and options.height):
+            raise UsageError("--input-width and --input-height go together")
+        o["video_size"] = f"{options.width}x{options.height}"
+    if options.fps:
+        o["framerate"] = _rate(options.fps)
+    codec = (options.codec or "").lower()
+    if codec:
+        if codec not in _V4L2_FORMATS:
+            raise UsageError(f"--input-codec={options.codec} is not a V4L2 format; use one of {', '.join(_V4L2_FORMATS)}")
+        if _V4L2_FORMATS[codec]:
+            o["input_format"] = _V4L2_FORMATS[codec]
+    elif mjpeg:
+        o["input_format"] = "mjpeg"
+    return o
+
+
+def v4l2_gst_pipeline(device: str, options: SourceOptions) -> str:
+    """The GStreamer pipeline for a V4L2 camera (OpenCV CAP_GSTREAMER), MJPG decoded to BGR."""
+    codec = (options.codec or "raw").lower()
+    caps = ["image/jpeg" if codec in ("mjpeg", "mjpg") else "video/x-h264" if codec == "h264" else "video/x-raw"]
+    if codec in ("yuyv", "yuyv422"):
+        caps.append("format=YUY2")
+    caps += _caps_size(options)
+    decode = {"mjpeg": " ! jpegdec", "mjpg": " ! jpegdec", "h264": " ! h264parse ! avdec_h264"}.get(codec, "")
+    return (f"v4l2src device={device} ! {','.join(caps)}{decode} ! videoconvert ! video/x-raw,format=BGR"
+            f" ! appsink drop=true max-buffers=1 sync=false")
+
+
+def csi_gst_pipeline(sensor_id: int, options: SourceOptions) -> str:
+    """The GStreamer pipeline for a Jetson CSI camera: Argus in NVMM memory, converted to BGR."""
+    w, h = options.width or 1280, options.height or 720
+    fps = options.fps or 30
+    if not 0 <= options.flip <= 7:
+        raise UsageError(f"flip-method must be 0-7, got {options.flip}")
+    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
+            f"video/x-raw(memory:NVMM),width={w},height={h},framerate={_gst_rate(fps)},format=NV12 ! "
+            f"nvvidconv flip-method={options.flip} ! video/x-raw,format=BGRx ! "
+            f"videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
+
+
+def rtp_sdp(host: str, port: int, codec: str = "h264") -> str:
+    """The SDP that tells FFmpeg what an RTP port carries (RTP itself does not say)."""
+    key = codec.lower()
+    if key not in _RTP_CODECS:
+        raise UsageError(f"--input-codec={codec} cannot be received over RTP; use one of {', '.join(_RTP_CODECS)}")
+    name, pt = _RTP_CODECS[key]
+    lines = ["v=0", f"o=- 0 0 IN IP4 {host}", "s=actionnet", f"c=IN IP4 {host}", "t=0 0",
+             f"m=video {port} RTP/AVP {pt}"]
+    if pt >= 96:
+        lines.append(f"a=rtpmap:{pt} {name}/90000")
+    return "\r\n".join(lines) + "\r\n"
+
+
+def rtsp_av_options(options: SourceOptions) -> Dict[str, str]:
+    """RTSP over TCP (no lost UDP packets on busy networks), with a socket timeout in microseconds."""
+    return {"rtsp_transport": "tcp", "timeout": str(int(options.timeout * 1e6))}
+
+
+def _caps_size(options: SourceOptions) -> List[str]:
+    c = []
+    if options.width and options.height:
+        c += [f"width={options.width}", f"height={options.height}"]
+    if options.fps:
+        c.append(f"framerate={_gst_rate(options.fps)}")
+    return c
+
+
+def _rate(fps: float) -> str:
+    f = Fraction(fps).limit_denominator(1001)
+    return str(f.numerator) if f.denominator == 1 else f"{f.numerator}/{f.denominator}"
+
+
+def _gst_rate(fps: float) -> str:
+    f = Fraction(fps).limit_denominator(1001)
+    return f"{f.numerator}/{f.denominator}"
+
+
+class AVLiveSource(Source):
+    """A live stream FFmpeg opens (V4L2, RTSP, RTP): frames as they arrive, times from the stream.
+
+    Decoding stays single-threaded per frame (slice threads only): frame threads would hold back
+    several frames, which on a live source is latency for nothing.
+    """
+
+    live = True
+
+    def __init__(self, url: str, uri: str, fmt: Optional[str] = None, options: Optional[Dict[str, str]] = None,
+                 timeout: float = 5.0, what: str = "stream", end_may_be_loss: bool = False):
+        import av
+
+        self.uri, self.url, self.what = uri, url, what
+        self.end_may_be_loss = end_may_be_loss
+        try:
+            self._container = av.open(url, format=fmt, options=options or {}, timeout=(timeout, timeout))
+        except (av.error.FFmpegError, OSError) as e:
+            raise InputError(f"cannot open {what} {uri}: {_av_reason(e)}") from None
+        if not self._container.streams.video:
+            self._container.close()
+            raise InputError(f"{uri} has no video stream")
+        self._stream = s = self._container.streams.video[0]
+        rate = s.average_rate or s.guessed_rate or s.base_rate or Fraction(30)
+        self.rate = Fraction(rate)
+        self.fps = float(rate)
+        self.width, self.height = s.codec_context.width, s.codec_context.height
+        self.frame_count = None
+
+    def __iter__(self):
+        import av
+
+        n = 0
+        tb = self._stream.time_base
+        t0 = None
+        try:
+            for frame in self._container.decode(self._stream):
+                if frame.pts is not None and tb:
+                    t = float(frame.pts * tb)
+                    t0 = t if t0 is None else t0
+                    t -= t0
+                else:
+                    t = n / self.fps
+                yield frame.to_ndarray(format="bgr24"), t
+                n += 1
+        except (av.error.FFmpegError, OSError) as e:
+            raise StreamLost(f"{self.what} {self.uri} lost after frame {n}: {_av_reason(e)}") from None
+        if self.end_may_be_loss:
+            raise StreamEnded(f"{self.what} {self.uri} ended after frame {n}")
+
+    def close(self):
+        self._container.close()
+
+
+class GstCaptureSource(Source):
+    """A GStreamer pipeline ending in appsink, read through OpenCV (CSI cameras on Jetson)."""
+
+    live = True
+
+    def __init__(self, pipeline: str, uri: str, fps: float = 30.0):
+        import cv2
+
+        self.uri, self.pipeline, self.fps = uri, pipeline, fps
+        if not gstreamer_in_opencv(cv2):
+            raise MissingLibraryError(f"{uri} needs OpenCV built with GStreamer (JetPack's system OpenCV is; the "
+                                      "opencv-python wheels are not): use the system python3-opencv")
+        self._cap = cv2.VideoCapture(pipeline, cv2.CAP_GSTREAMER)
+        if not self._cap.isOpened():
+            raise InputError(f"cannot open camera {uri} (GStreamer pipeline did not start: {pipeline})")
+        self.width = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+
+    def __iter__(self):
+        import time
+
+        n = 0
+        start = time.monotonic()
+        while True:
+            ok, frame = self._cap.read()
+            if not ok:
+                raise StreamLost(f"camera {self.uri} stopped delivering frames after frame {n}")
+            yield frame, time.monotonic() - start
+            n += 1
+
+    def close(self):
+        self._cap.release()
+
+
+def gstreamer_in_opencv(cv2) -> bool:
+    """Whether this OpenCV can open GStreamer pipelines (its build information says so)."""
+    return bool(re.search(r"GStreamer:\s+YES", cv2.getBuildInformation()))
+
+
+def open_v4l2(device: str, options: SourceOptions) -> Source:
+    """A V4L2 camera: MJPG first where no format was asked for, else the camera's default format."""
+    if not os.path.exists(device):
+        raise InputError(f"camera not found: {device} does not exist (is the camera attached? `ls /dev/video*`)")
+    if not os.access(device, os.R_OK | os.W_OK):
+        raise InputError(f"cannot open camera {device}: permission denied (add yourself to the 'video' group)")
+    tries = [v4l2_av_options(options)]
+    if not options.codec:
+        tries.append(v4l2_av_options(options, mjpeg=False))
+    err = None
+    for opts in tries:
+        try:
+            return AVLiveSource(device, device, fmt="v4l2", options=opts, timeout=options.timeout, what="camera")
+        except InputError as e:
+            err = e
+    raise err
+
+
+def open_source(uri: str, options: Optional[SourceOptions] = None) -> Source:
+    """The source for ``uri`` (see the module docstring for the URI forms)."""
+    options = options or SourceOptions()
+    kind, where = parse_source_uri(uri)
+    if kind == "v4l2":
+        return open_v4l2(where, options)
+    if kind == "csi":
+        return GstCaptureSource(csi_gst_pipeline(int(where), options), uri, fps=options.fps or 30.0)
+    if kind == "rtsp":
+        return AVLiveSource(uri, uri, options=rtsp_av_options(options), timeout=options.timeout, end_may_be_loss=True)
+    if kind == "rtp":
+        host, port = where.rsplit(":", 1)
+        sdp = rtp_sdp(host, int(port), options.codec or "h264")
+        fd, path = tempfile.mkstemp(suffix=".sdp", prefix="actionnet-")
+        with os.fdopen(fd, "w") as f:
+            f.write(sdp)
+        try:
+            return AVLiveSource(path, uri, fmt="sdp", options={"protocol_whitelist": "file,udp,rtp"},
+                                timeout=options.timeout, end_may_be_loss=True)
+        finally:
+            os.remove(path)
+    if kind == "images":
+        return ImageFolderSource(uri, fps=options.fps or 30.0)
     return VideoFileSource(uri)

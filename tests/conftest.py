@@ -12,6 +12,20 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ACTIONNET_SHARED_DATA", ROOT.parent / "shared" / "data"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_actionnet_home(tmp_path_factory):
+    """Engine caches (OpenVINO compile cache, TensorRT engines) go to a temporary
+    ``ACTIONNET_HOME``, never the developer's ~/.cache; subprocesses inherit it."""
+    if os.environ.get("ACTIONNET_HOME"):
+        yield
+        return
+    os.environ["ACTIONNET_HOME"] = str(tmp_path_factory.mktemp("actionnet-home"))
+    try:
+        yield
+    finally:
+        os.environ.pop("ACTIONNET_HOME", None)
+
+
 def shared_file(rel: str) -> Path:
     """A file from ../shared/data; skipped on a user's fresh clone, a failure on CI."""
     p = SHARED / rel
@@ -79,3 +93,34 @@ def synthetic_video(tmp_path_factory):
         return path
 
     return make
+
+
+@pytest.fixture(scope="session")
+def int8_model(synthetic_model, tmp_path_factory) -> Path:
+    """The synthetic model quantised to INT8 QDQ by ``actionnet-export quantize``, calibrated on
+    image-folder clips of every class."""
+    pytest.importorskip("onnx")
+    from actionnet.export.quantize import quantize
+
+    folder = tmp_path_factory.mktemp("calib")
+    write_clip_folders(folder, per_label=3, seed=5)
+    out = folder / "int8.onnx"
+    quantize(str(synthetic_model), str(folder / "clips"), str(out), skip_frames=0, log=open(os.devnull, "w"))
+    return out
+
+
+def write_clip_folders(root: Path, per_label: int = 3, seed: int = 0) -> Path:
+    """``root/clips/NN/000.png...``: one image folder per clip of T frames, every label."""
+    import cv2
+    import numpy as np
+
+    from actionnet.export.synthetic import LABELS, random_clip
+
+    rng = np.random.default_rng(seed)
+    clips = root / "clips"
+    for i in range(per_label * len(LABELS)):
+        d = clips / f"{i:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        for j, f in enumerate(random_clip(LABELS[i % len(LABELS)], rng)):
+            cv2.imwrite(str(d / f"{j:03d}.png"), f[..., ::-1])
+    return clips

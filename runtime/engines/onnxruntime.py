@@ -32,6 +32,31 @@ def _import():
     return onnxruntime
 
 
+def _trt_cache_dir() -> str:
+    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    return os.path.join(home, "ort-tensorrt")
+
+
+def provider_options(providers, precision: Optional[str] = None, cache_dir: Optional[str] = None):
+    """ONNX Runtime's ``providers`` argument: the TensorRT provider with its engine and timing
+    caches (ORT's second GPU path: it builds TensorRT engines itself, keyed on the model and the
+    GPU, so the minutes of building are paid once) and its fp16/int8 flags; others as named."""
+    out = []
+    for p in providers:
+        if p == "TensorrtExecutionProvider":
+            folder = cache_dir or _trt_cache_dir()
+            opts = {"trt_engine_cache_enable": True, "trt_engine_cache_path": folder,
+                    "trt_timing_cache_enable": True, "trt_timing_cache_path": folder}
+            if precision in ("fp16", "int8"):
+                opts["trt_fp16_enable"] = True
+            if precision == "int8":
+                opts["trt_int8_enable"] = True  # QDQ models carry their own scales
+            out.append((p, opts))
+        else:
+            out.append(p)
+    return out
+
+
 def available_providers():
     return _import().get_available_providers()
 
@@ -40,7 +65,7 @@ class OnnxRuntimeEngine(Engine):
     name = "onnxruntime"
 
     def __init__(self, path: str, providers: Optional[Sequence[str]] = None, threads: Optional[int] = None,
-                 cache_dir: Optional[str] = None):
+                 cache_dir: Optional[str] = None, precision: Optional[str] = None):
         ort = _import()
         if not os.path.isfile(path):
             raise ModelError(f"model file not found: {path}")
@@ -58,13 +83,7 @@ class OnnxRuntimeEngine(Engine):
         if threads:
             opts.intra_op_num_threads = threads
         opts.log_severity_level = 3
-        provider_args = []
-        for p in providers:
-            if p == "TensorrtExecutionProvider" and cache_dir:
-                provider_args.append((p, {"trt_engine_cache_enable": True, "trt_engine_cache_path": cache_dir,
-                                          "trt_timing_cache_enable": True}))
-            else:
-                provider_args.append(p)
+        provider_args = provider_options(providers, precision, cache_dir)
         try:
             self.session = ort.InferenceSession(path, sess_options=opts, providers=provider_args)
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/... types

@@ -1,0 +1,125 @@
+"""``actionnet-export quantize``: FP32 ONNX -> INT8 QDQ ONNX, calibrated on real clips, gated by
+agreement on clips held back from calibration.
+
+Explicit quantisation (QuantizeLinear/DequantizeLinear pairs with scales in the file) rather
+than a calibrator inside each engine builder, so one file serves every backend: ONNX Runtime
+runs it on the CPU, OpenVINO turns it into INT8 kernels, TensorRT builds an INT8 engine from it.
+Defaults follow what TensorRT accepts: signed INT8, symmetric activations and weights, weights
+per output channel. Calibration is ``onnxruntime.quantization.quantize_static`` (a maintained
+implementation; nothing here is hand-rolled).
+
+The gate: top-1 agreement with the FP32 model on held-out clips below ``--min-agreement``
+(default 97%) writes nothing and exits 1, unless ``--force``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+
+HELP = "quantize an ONNX model to INT8 (QDQ), calibrated on clips, checked on held-out clips"
+
+
+def add_arguments(p):
+    p.add_argument("model", help="FP32 ONNX written by actionnet-export (carries its preprocessing)")
+    p.add_argument("--calib", required=True, help="folder of videos, images or image folders")
+    p.add_argument("--output", required=True, help="INT8 QDQ ONNX to write")
+    p.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    p.add_argument("--max-clips", type=int, default=64, help="clips read from the folder (default 64)")
+    p.add_argument("--holdout", type=float, default=0.25, help="fraction of clips held back for the check (default 0.25)")
+    p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (default 0.97)")
+    p.add_argument("--force", action="store_true", help="write the model even below --min-agreement")
+    p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                   help="calibration method (default minmax)")
+    p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    p.add_argument("--activations", choices=("s8", "u8"), default="s8",
+                   help="activation type: s8 symmetric (TensorRT needs it, default) or u8 asymmetric")
+
+
+def quantize(model: str, calib: str, output: str, skip_frames: int = 1, max_clips: int = 64, holdout: float = 0.25,
+             min_agreement: float = 0.97, force: bool = False, method: str = "minmax", per_channel: bool = True,
+             activations: str = "s8", log=sys.stderr):
+    """Quantise ``model``; returns the :class:`~actionnet.export.agreement.Agreement` on the
+    held-out clips. Raises ModelError (and writes nothing) below ``min_agreement`` unless
+    ``force``."""
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from actionnet.engines.onnxruntime import OnnxRuntimeEngine
+    from actionnet.errors import ModelError, UsageError
+
+    from .agreement import compare, outputs
+    from .calibration import ClipReader, clips_from, spec_of, split
+
+    if not 0.0 < holdout < 1.0:
+        raise UsageError(f"--holdout must be between 0 and 1, got {holdout}")
+    if not os.path.isfile(model):
+        raise ModelError(f"model file not found: {model}")
+    spec = spec_of(model)
+    clips = clips_from(calib, spec, skip_frames, max_clips)
+    calib_clips, held = split(clips, holdout)
+    print(f"actionnet-export: {len(calib_clips)} calibration clips, {len(held)} held out, from {calib}", file=log)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.inner = ClipReader(spec.input_name, calib_clips)
+
+        def get_next(self):
+            return self.inner.get_next()
+
+        def rewind(self):
+            self.inner.rewind()
+
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    with tempfile.TemporaryDirectory(prefix="actionnet-quant-") as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        try:  # shape inference + folding, as onnxruntime recommends before quantize_static
+            quant_pre_process(model, pre, skip_symbolic_shape=True)
+        except Exception as e:  # pragma: no cover - depends on the model's ops
+            print(f"actionnet-export: pre-processing skipped ({type(e).__name__}: {e})", file=log)
+            pre = model
+        q = os.path.join(tmp, "int8.onnx")
+        s8 = activations == "s8"
+        quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method],
+                        # biases stay float: TensorRT fuses them into its INT8 convolutions and takes
+                        # no INT32 DequantizeLinear for them
+                        extra_options={"ActivationSymmetric": s8, "WeightSymmetric": True, "QuantizeBias": False})
+        # The QDQ file must describe itself like its source: copy the spec, mark the precision.
+        qm = onnx.load(q)
+        src = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
+        src["actionnet.precision"] = "int8-qdq"
+        del qm.metadata_props[:]
+        for k, v in src.items():
+            qm.metadata_props.add(key=k, value=v)
+        onnx.save(qm, q)
+        with OnnxRuntimeEngine(model, providers=["CPUExecutionProvider"]) as ref, \
+                OnnxRuntimeEngine(q, providers=["CPUExecutionProvider"]) as test:
+            report = compare(outputs(ref, held, spec.output_name), outputs(test, held, spec.output_name))
+        print(f"actionnet-export: INT8 vs FP32 on held-out clips: {report}", file=log)
+        if not report.ok(min_agreement):
+            if not force:
+                raise ModelError(f"INT8 model agrees with FP32 on only {100 * report.top1:.1f}% of held-out clips "
+                                 f"(< {100 * min_agreement:.0f}%); nothing written. Calibrate on more or more "
+                                 "representative clips, try --method entropy, or pass --force")
+            print(f"actionnet-export: warning: below {100 * min_agreement:.0f}% agreement, written anyway (--force)",
+                  file=log)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        part = output + f".tmp{os.getpid()}"
+        with open(q, "rb") as fi, open(part, "wb") as fo:
+            fo.write(fi.read())
+        os.replace(part, output)
+    print(f"actionnet-export: wrote {output}", file=log)
+    return report
+
+
+def run(args) -> int:
+    quantize(args.model, args.calib, args.output, skip_frames=args.skip_frames, max_clips=args.max_clips,
+             holdout=args.holdout, min_agreement=args.min_agreement, force=args.force, method=args.method,
+             per_channel=not args.per_tensor, activations=args.activations)
+    return 0

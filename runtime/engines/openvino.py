@@ -1,0 +1,101 @@
+"""OpenVINO backend for x86 and ARM CPUs (``pip install 'actionnet[openvino]'``).
+
+Reads the same ONNX and QDQ ONNX files as ONNX Runtime. Where it matters: OpenVINO runs the
+INT8 3-D convolutions of a QDQ model as real INT8 kernels, where ONNX Runtime's CPU
+``QLinearConv`` for 3-D is slower than its FP32 path (see docs/engines.md for the numbers).
+
+Choices, and why:
+
+* compiled once per model and cached under ``$ACTIONNET_HOME/openvino`` (default
+  ``~/.cache/actionnet/openvino``): OpenVINO keys the cache on the model and the device
+  settings, so a changed file or precision recompiles by itself;
+* ``PERFORMANCE_HINT=LATENCY``: the runtime classifies one clip at a time, as it arrives;
+* ``INFERENCE_PRECISION_HINT=f32`` unless asked otherwise: on CPUs with AMX, OpenVINO's default
+  is bf16, and the scores drifted far enough from the FP32 reference to flip top-1 labels;
+  a QDQ model still runs its quantised layers in INT8 under an f32 hint;
+* threads from ``--threads`` (``INFERENCE_NUM_THREADS``), all cores otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import numpy as np
+
+from ..errors import MissingLibraryError, ModelError, UsageError
+from .base import Engine, TensorInfo
+from .onnxmeta import read_metadata
+
+# --precision -> INFERENCE_PRECISION_HINT. int8 comes from the model's QDQ nodes; the layers
+# around them stay f32.
+PRECISION_HINTS = {None: "f32", "fp32": "f32", "int8": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _import():
+    try:
+        import openvino
+    except ImportError:
+        raise MissingLibraryError("OpenVINO is not installed: pip install 'actionnet[openvino]'") from None
+    return openvino
+
+
+def available() -> bool:
+    try:
+        _import()
+    except MissingLibraryError:
+        return False
+    return True
+
+
+def cache_dir() -> str:
+    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    return os.path.join(home, "openvino")
+
+
+def _shape(partial) -> tuple:
+    return tuple(d.get_length() if d.is_static else None for d in partial)
+
+
+class OpenVinoEngine(Engine):
+    name = "openvino"
+
+    def __init__(self, path: str, threads: Optional[int] = None, precision: Optional[str] = None,
+                 device: str = "CPU", cache: Optional[str] = None):
+        ov = _import()
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        if precision not in PRECISION_HINTS:
+            raise UsageError(f"OpenVINO precision must be one of fp32, fp16, bf16, int8; got {precision!r}")
+        core = ov.Core()
+        folder = cache or cache_dir()
+        os.makedirs(folder, exist_ok=True)
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": PRECISION_HINTS[precision],
+                  "CACHE_DIR": folder}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            model = core.read_model(path)
+            self.compiled = core.compile_model(model, device, config)
+        except RuntimeError as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"OpenVINO cannot load model {path}: {msg}") from None
+        inputs = self.compiled.inputs
+        if len(inputs) != 1:
+            raise ModelError(f"model {path} has {len(inputs)} inputs; one clip input expected")
+        info = lambda p: TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()),
+                                    np.dtype(p.get_element_type().to_dtype()))
+        self._ports = {p.get_any_name(): p for p in self.compiled.outputs}
+        self.request = self.compiled.create_infer_request()
+        self.precision = precision or "fp32"
+        super().__init__(path, info(inputs[0]), tuple(info(p) for p in self.compiled.outputs), read_metadata(path))
+
+    def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
+        # share_inputs: no copy of the frame window into OpenVINO's tensor; the result is copied
+        # out because the request reuses its output memory on the next call.
+        self.request.infer({0: x}, share_inputs=True)
+        return self.request.get_tensor(self._ports[output]).data.copy()
+
+    def close(self) -> None:
+        self.request = None
+        self.compiled = None

@@ -1,0 +1,426 @@
+"""Live sources and outputs without a camera: URI parsing, pipeline strings, the capture thread's
+drop policy, reconnecting, the pipeline's reset after a reconnect, outputs, and graceful stops."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from actionnet.capture import Capture
+from actionnet.errors import InputError, UsageError
+from actionnet.live import Reconnecting
+from actionnet.outputs import ImageSequenceSink, display_available, open_output
+from actionnet.sinks import pick_codec
+from actionnet.sources import (Source, SourceOptions, StreamEnded, StreamLost, csi_gst_pipeline, open_source,
+                               parse_source_uri, rtp_sdp, rtsp_av_options, v4l2_av_options, v4l2_gst_pipeline)
+from conftest import run_cli, shared_file
+
+# ---------------------------------------------------------------------------------------------
+# URIs and pipeline strings
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("/dev/video0", ("v4l2", "/dev/video0")),
+    ("/dev/video12", ("v4l2", "/dev/video12")),
+    ("v4l2:///dev/video1", ("v4l2", "/dev/video1")),
+    ("v4l2://2", ("v4l2", "/dev/video2")),
+    ("csi://0", ("csi", "0")),
+    ("csi://1", ("csi", "1")),
+    ("rtsp://camera.local:8554/cam", ("rtsp", "rtsp://camera.local:8554/cam")),
+    ("rtp://@:5000", ("rtp", "0.0.0.0:5000")),
+    ("rtp://239.1.2.3:5004", ("rtp", "239.1.2.3:5004")),
+    ("clip.mp4", ("file", "clip.mp4")),
+    ("frames/*.jpg", ("images", "frames/*.jpg")),
+])
+def test_source_uris(uri, expected):
+    assert parse_source_uri(uri) == expected
+
+
+@pytest.mark.parametrize("uri", ["csi://x", "v4l2://cam", "rtp://nohost", "rtp://@:port"])
+def test_bad_source_uris(uri):
+    with pytest.raises(UsageError):
+        parse_source_uri(uri)
+
+
+def test_v4l2_options_ask_for_mjpeg_unless_told():
+    assert v4l2_av_options(SourceOptions(width=1280, height=720, fps=30)) == {
+        "video_size": "1280x720", "framerate": "30", "input_format": "mjpeg"}
+    assert v4l2_av_options(SourceOptions(fps=30), mjpeg=False) == {"framerate": "30"}
+    assert v4l2_av_options(SourceOptions(codec="yuyv")) == {"input_format": "yuyv422"}
+    assert v4l2_av_options(SourceOptions(codec="raw")) == {}
+    assert v4l2_av_options(SourceOptions(fps=29.97))["framerate"] == "2997/100"
+    with pytest.raises(UsageError, match="go together"):
+        v4l2_av_options(SourceOptions(width=640))
+    with pytest.raises(UsageError, match="not a V4L2 format"):
+        v4l2_av_options(SourceOptions(codec="vp9"))
+
+
+def test_v4l2_gstreamer_pipelines():
+    assert v4l2_gst_pipeline("/dev/video0", SourceOptions(codec="mjpeg", width=1280, height=720, fps=30)) == (
+        "v4l2src device=/dev/video0 ! image/jpeg,width=1280,height=720,framerate=30/1 ! jpegdec ! videoconvert"
+        " ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1 sync=false")
+    assert v4l2_gst_pipeline("/dev/video1", SourceOptions(codec="yuyv")) == (
+        "v4l2src device=/dev/video1 ! video/x-raw,format=YUY2 ! videoconvert ! video/x-raw,format=BGR"
+        " ! appsink drop=true max-buffers=1 sync=false")
+
+
+def test_csi_gstreamer_pipeline():
+    assert csi_gst_pipeline(0, SourceOptions()) == (
+        "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1,format=NV12"
+        " ! nvvidconv flip-method=0 ! video/x-raw,format=BGRx ! videoconvert ! video/x-raw,format=BGR"
+        " ! appsink drop=true max-buffers=1 sync=false")
+    p = csi_gst_pipeline(1, SourceOptions(width=1920, height=1080, fps=60, flip=2))
+    assert "sensor-id=1 " in p and "width=1920,height=1080,framerate=60/1" in p and "flip-method=2 " in p
+    with pytest.raises(UsageError):
+        csi_gst_pipeline(0, SourceOptions(flip=9))
+
+
+def test_rtp_sdp_and_rtsp_options():
+    sdp = rtp_sdp("0.0.0.0", 5000, "h264")
+    assert "m=video 5000 RTP/AVP 96\r\n" in sdp and "a=rtpmap:96 H264/90000\r\n" in sdp
+    mjpeg = rtp_sdp("0.0.0.0", 5002, "mjpeg")
+    assert "m=video 5002 RTP/AVP 26" in mjpeg and "rtpmap" not in mjpeg  # static payload type
+    with pytest.raises(UsageError):
+        rtp_sdp("0.0.0.0", 5000, "prores")
+    assert rtsp_av_options(SourceOptions(timeout=2.5)) == {"rtsp_transport": "tcp", "timeout": "2500000"}
+
+
+def test_missing_camera_is_one_clear_line(tmp_path):
+    with pytest.raises(InputError, match="camera not found: /dev/video9"):
+        open_source("/dev/video9")
+    r = run_cli("--model", tmp_path / "none.onnx", "/dev/video9")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "actionnet: error: camera not found: /dev/video9 does not exist (is the camera attached? `ls /dev/video*`)"]
+
+
+def test_bad_live_flags_are_usage_errors(tmp_path):
+    r = run_cli("--input-width=-5", "/dev/video9")
+    assert r.returncode == 2 and "--input-width must be positive" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# The capture thread
+
+
+class FakeSource(Source):
+    """``n`` numbered frames (the number is in pixel [0, 0]), as fast as asked, optionally failing."""
+
+    def __init__(self, n, live, fail_after=None, period=0.0, end=None):
+        self.n, self.live, self.fail_after, self.period, self.end = n, live, fail_after, period, end
+        self.uri, self.fps, self.width, self.height = "fake://", 100.0, 4, 4
+        self.closed = False
+
+    def __iter__(self):
+        for i in range(self.n):
+            if self.fail_after is not None and i == self.fail_after:
+                raise StreamLost(f"fake lost after frame {i}")
+            if self.period:
+                time.sleep(self.period)
+            f = np.zeros((4, 4, 3), np.uint16)
+            f[0, 0, 0] = i
+            yield f, i / self.fps
+        if self.end is not None:
+            raise self.end
+
+    def close(self):
+        self.closed = True
+
+
+def numbers(frames):
+    return [int(f[0, 0, 0]) for f, _ in frames]
+
+
+def test_live_capture_newest_frame_wins_and_drops_are_counted():
+    cap = Capture(FakeSource(200, live=True, period=0.001))
+    got = []
+    for item in cap:
+        got.append(item)
+        time.sleep(0.01)  # a consumer ten times slower than the camera
+    cap.close()
+    seen = numbers(got)
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)  # in order, no repeats
+    assert seen[-1] == 199  # the newest frame is always the one handed out
+    assert cap.dropped > 50 and cap.dropped + len(seen) == cap.captured == 200
+
+
+def test_file_capture_processes_every_frame():
+    cap = Capture(FakeSource(50, live=False))
+    got = []
+    for item in cap:
+        got.append(item)
+        time.sleep(0.002)
+    cap.close()
+    assert numbers(got) == list(range(50)) and cap.dropped == 0
+
+
+def test_capture_raises_the_source_error_after_its_frames():
+    cap = Capture(FakeSource(50, live=False, fail_after=10))
+    got = []
+    with pytest.raises(StreamLost, match="after frame 10"):
+        for item in cap:
+            got.append(item)
+    assert numbers(got) == list(range(10))
+    cap.close()
+    assert cap.source.closed
+
+
+def test_capture_close_stops_a_thread_blocked_on_a_full_queue():
+    cap = Capture(FakeSource(10_000, live=False), queue_size=2)
+    it = iter(cap)
+    next(it)
+    cap.close()
+    assert not cap._thread.is_alive() and cap.source.closed
+
+
+# ---------------------------------------------------------------------------------------------
+# Reconnecting
+
+
+class Factory:
+    """Opens FakeSources: fails ``failures`` times between successes; each source loses after 5."""
+
+    def __init__(self, failures, sources=3, fail_after=5, last_end=None):
+        self.failures, self.sources, self.fail_after, self.last_end = failures, sources, fail_after, last_end
+        self.opened = self.calls = 0
+
+    def __call__(self):
+        self.calls += 1
+        if self.opened and self.calls % (self.failures + 1) != 1 % (self.failures + 1):
+            raise InputError("connection refused")
+        if self.opened >= self.sources:
+            raise InputError("connection refused")
+        self.opened += 1
+        last = self.opened == self.sources
+        return FakeSource(5 if last else 100, live=True, fail_after=None if last else self.fail_after,
+                          end=self.last_end if last else None)
+
+
+def test_reconnects_with_backoff_and_keeps_time_monotonic(capsys):
+    f = Factory(failures=2)
+    src = Reconnecting(f, timeout=5, first_delay=0.01, max_delay=0.02, log=sys.stderr)
+    frames, gens = [], []
+    for frame, t in src:
+        frames.append(t)
+        gens.append(src.generation)
+    assert len(frames) == 5 + 5 + 5 and f.opened == 3
+    assert all(b > a for a, b in zip(frames, frames[1:]))  # times never go back across reconnects
+    assert gens == [0] * 5 + [1] * 5 + [2] * 5
+    err = capsys.readouterr().err
+    assert err.count("reconnecting") == 2 and err.count("reconnected to fake://") == 2
+
+
+def test_gives_up_after_the_reconnect_timeout():
+    src = Reconnecting(Factory(failures=10**6, sources=9), timeout=0.3, first_delay=0.01, max_delay=0.05,
+                       log=open(os.devnull, "w"))
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="did not come back within 0.3 s"):
+        list(src)
+    assert time.monotonic() - t0 < 2
+
+
+def test_an_ended_stream_that_does_not_return_ends_cleanly():
+    f = Factory(failures=10**6, sources=1, last_end=StreamEnded("fake ended"))
+    src = Reconnecting(f, timeout=0.2, first_delay=0.01, max_delay=0.05, log=open(os.devnull, "w"))
+    assert len(list(src)) == 5 and f.calls > 2  # it tried, then ended without an error
+
+
+def test_reconnect_timeout_zero_means_no_reconnect():
+    f = Factory(failures=0, sources=3)
+    src = Reconnecting(f, timeout=0, log=open(os.devnull, "w"))
+    with pytest.raises(StreamLost):
+        list(src)
+    assert f.opened == 1
+
+
+def test_pipeline_starts_a_fresh_window_after_a_reconnect(synthetic_model, synthetic_video):
+    from actionnet import ActionNet
+    from actionnet.pipeline import run
+    from actionnet.sources import VideoFileSource
+
+    video = str(synthetic_video("red right slow", frames=30))
+
+    class TwoStreams(Source):
+        live = True
+        uri, fps, width, height = "two://", 30.0, 128, 96
+        generation = 0
+
+        def __iter__(self):
+            for gen in range(2):
+                self.generation = gen
+                with VideoFileSource(video) as s:
+                    for i, item in enumerate(s):
+                        if i == 20:
+                            break
+                        yield item
+
+    events = []
+
+    class Sink:
+        def write(self, e):
+            events.append(e)
+
+        def close(self):
+            pass
+
+    net = ActionNet(model=str(synthetic_model), skip_frames=0, threshold=0.0, log=open(os.devnull, "w"))
+    stats = run(TwoStreams(), net, events=Sink())
+    # 20 frames per stream, T=8: 13 classifications each; the second stream's first comes at its 8th frame
+    assert stats.frames == 40 and stats.classifications == 26
+    assert [e["frame"] for e in events][12:14] == [19, 27]
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs
+
+
+def test_h264_falls_back_to_mpeg4_where_ffmpeg_lacks_it():
+    assert pick_codec("libx264", available={"libx264", "mpeg4"}) == "libx264"
+    assert pick_codec("libx264", available={"mpeg4", "libvpx"}) == "mpeg4"
+    assert pick_codec("mpeg4", available=set()) == "mpeg4"
+
+
+def test_display_is_headless_without_a_display_or_gui(capsys):
+    class FakeCv2:
+        def __init__(self, gui):
+            self.gui = gui
+
+        def getBuildInformation(self):
+            return f"  GUI:                           {self.gui}\n"
+
+    assert not display_available(FakeCv2("GTK3"), env={})
+    assert not display_available(FakeCv2("NONE"), env={"DISPLAY": ":0"})
+    assert display_available(FakeCv2("GTK3"), env={"DISPLAY": ":0"})
+    assert display_available(FakeCv2("QT5"), env={"WAYLAND_DISPLAY": "wayland-0"})
+    assert open_output("display://0", headless=True) is None
+    with pytest.raises(UsageError):
+        open_output("display://x")
+
+
+def test_image_sequence_output(tmp_path):
+    sink = open_output(str(tmp_path / "out" / "%05d.jpg"))
+    assert isinstance(sink, ImageSequenceSink)
+    for i in range(3):
+        sink.write(np.full((24, 32, 3), 60 * i, np.uint8))
+    sink.close()
+    import cv2
+
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert files == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert abs(int(cv2.imread(str(tmp_path / "out" / "00002.jpg")).mean()) - 120) <= 2
+
+
+def test_cli_writes_an_image_sequence(synthetic_model, synthetic_video, tmp_path):
+    video = synthetic_video("blue left slow", frames=12)
+    r = run_cli("--model", synthetic_model, video, tmp_path / "seq" / "f%03d.png")
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(tmp_path / "seq")) == [f"f{i:03d}.png" for i in range(12)]
+
+
+def test_no_output_means_display_and_that_goes_headless_here(synthetic_model, synthetic_video):
+    env_has_display = bool(os.environ.get("DISPLAY"))
+    video = synthetic_video("blue left slow", frames=12)
+    r = run_cli("--model", synthetic_model, video)
+    assert r.returncode == 0, r.stderr
+    if not env_has_display:
+        assert "running headless" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Graceful stops
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_mid_run_leaves_a_playable_video_and_flushed_events(synthetic_model, tmp_path, sig):
+    video = shared_file("videos/people_walking.mp4")  # 1394 frames: seconds of work, stopped early
+    out, ev, err = tmp_path / "out.mp4", tmp_path / "ev.jsonl", tmp_path / "stderr.txt"
+    with open(err, "w") as ef:
+        p = subprocess.Popen([sys.executable, "-m", "actionnet.cli", "--model", str(synthetic_model), "--skip-frames=0",
+                              "--threshold=0", "--events", str(ev), str(video), str(out)], stdout=subprocess.DEVNULL, stderr=ef)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and p.poll() is None:
+            if ev.exists() and ev.stat().st_size > 0:  # flushed at least once a second: the run is under way
+                break
+            time.sleep(0.1)
+        assert p.poll() is None, open(err).read()
+        p.send_signal(sig)
+        rc = p.wait(timeout=60)
+    stderr = open(err).read()
+    assert rc == 0, stderr
+    assert "stopped:" in stderr and "Traceback" not in stderr
+    with av.open(str(out)) as c:
+        n = sum(1 for _ in c.decode(video=0))
+    assert 0 < n < 1394
+    lines = open(ev).read().splitlines()
+    assert lines and all(json.loads(line)["label"] for line in lines)
+    assert json.loads(lines[-1])["frame"] < n  # every event written, none past the last encoded frame
+    assert not [f for f in os.listdir(tmp_path) if ".partial-" in f]
+
+
+def test_a_stop_request_ends_a_wait_for_a_stalled_stream():
+    from actionnet.pipeline import StopFlag
+
+    class Stalled(Source):
+        live = True
+        uri, fps, width, height = "stalled://", 30.0, 4, 4
+
+        def __init__(self):
+            self.release = threading.Event()
+
+        def __iter__(self):
+            self.release.wait(30)  # a stream that delivers nothing
+            return iter(())
+
+        def close(self):
+            self.release.set()
+
+    cap = Capture(Stalled())
+    stop = StopFlag()
+    cap.stop_when(lambda: stop.stopped)
+    threading.Timer(0.3, lambda: setattr(stop, "stopped", True)).start()
+    t0 = time.monotonic()
+    assert list(cap) == []
+    assert time.monotonic() - t0 < 3
+    cap.source.close()
+    cap.close()
+
+
+def test_live_modules_stay_torch_free():
+    from test_lean_runtime import BLOCK
+
+    code = BLOCK + ("import sys\nimport actionnet.sources, actionnet.capture, actionnet.live, actionnet.outputs, "
+                    "actionnet.rtspserve\nprint(sorted(m for m in sys.modules if m.split('.')[0] in "
+                    "('torch', 'torchvision', 'ultralytics')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_v4l2_asks_for_mjpeg_then_falls_back_to_the_default_format(monkeypatch, tmp_path):
+    import actionnet.sources as sources
+
+    device = tmp_path / "video0"
+    device.write_bytes(b"")
+    calls = []
+
+    class FakeAV:
+        def __init__(self, url, uri, fmt=None, options=None, timeout=5.0, what="stream"):
+            calls.append((url, fmt, dict(options)))
+            if options.get("input_format") == "mjpeg":
+                raise InputError(f"cannot open camera {uri}: Invalid argument")  # camera without MJPG
+
+    monkeypatch.setattr(sources, "AVLiveSource", FakeAV)
+    sources.open_v4l2(str(device), SourceOptions(width=640, height=480))
+    assert calls == [(str(device), "v4l2", {"video_size": "640x480", "input_format": "mjpeg"}),
+                     (str(device), "v4l2", {"video_size": "640x480"})]
+    calls.clear()
+    with pytest.raises(InputError, match="Invalid argument"):  # a format asked for is not second-guessed
+        sources.open_v4l2(str(device), SourceOptions(codec="mjpeg"))
+    assert len(calls) == 1
