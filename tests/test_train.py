@@ -16,7 +16,7 @@ from conftest import run_cli  # noqa: E402
 from train_helpers import pretrain_colour  # noqa: E402
 
 from actionnet.export.train import data as data_mod  # noqa: E402
-from actionnet.export.train.loop import Config, fit, lr_factor  # noqa: E402
+from actionnet.export.train.loop import lr_factor  # noqa: E402
 from actionnet.export.train.synthetic_clips import video, write_dataset  # noqa: E402
 
 TRAIN = "actionnet.export.train.cli"
@@ -85,18 +85,33 @@ def test_exported_model_labels_fresh_clips_through_the_cli(direction_run, tmp_pa
     assert got[label] >= 0.8 * sum(got.values()), got
 
 
+def _fit(stop_after=None, **kw):
+    """fit() in a fresh process, as a user's run is (torch DataLoader workers fork from it)."""
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from actionnet.export.train.loop import Config, fit; "
+            "fit(Config(**json.loads(sys.argv[1])), stop_after=json.loads(sys.argv[2]))")
+    r = subprocess.run([sys.executable, "-c", code, json.dumps(kw), json.dumps(stop_after)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
 def test_resume_gives_the_same_result_as_an_uninterrupted_run(tmp_path, colour_backbone):
     data = write_dataset(str(tmp_path / "clips"), "direction", per_class=6, frames=20, seed=3)
     common = dict(arch="tiny3d", data=data, weights=colour_backbone, epochs=3, batch_size=4, lr=3e-3)
-    whole = fit(Config(output=str(tmp_path / "whole"), workers=1, **common), log=open("/dev/null", "w"))
-    part = fit(Config(output=str(tmp_path / "part"), workers=0, **common), stop_after=1, log=open("/dev/null", "w"))
-    assert part.stopped and len(part.history) == 1 and not (tmp_path / "part" / "model.onnx").exists()
+    _fit(output=str(tmp_path / "whole"), workers=1, **common)
+    _fit(stop_after=1, output=str(tmp_path / "part"), workers=0, **common)
+    part = torch.load(tmp_path / "part" / "last.pt", weights_only=True)
+    assert part["epoch"] == 1 and not (tmp_path / "part" / "model.onnx").exists()
     r = run_cli("--resume", tmp_path / "part", module=TRAIN)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr and "after epoch 1" in r.stderr
+    whole = json.loads((tmp_path / "whole" / "report" / "metrics.json").read_text())
     m = json.loads((tmp_path / "part" / "report" / "metrics.json").read_text())
     assert [h["epoch"] for h in m["history"]] == [1, 2, 3]
-    for a, b in zip(whole.history, m["history"]):
+    for a, b in zip(whole["history"], m["history"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
         assert a["val_acc"] == b["val_acc"]
     wa = torch.load(tmp_path / "whole" / "last.pt", weights_only=True)["model"]

@@ -79,6 +79,12 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
         from .. import ig65m
 
         model = ig65m.r2plus1d_34(n)
+        # ig65m-pytorch sets momentum 0.9, Caffe2's number in PyTorch's opposite convention: running
+        # statistics would follow the last batch alone. Fine for inference, wrong for fine-tuning, so
+        # training uses PyTorch's 0.1; eps (1e-3) changes the numbers and stays as published.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.momentum = 0.1
         spec = ig65m.spec(labels, clip_length or ig65m.clip_length_of(weights), size or 112)
     elif arch == TINY:
         from ..synthetic import test_model_spec, tiny_net
