@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_arguments(p)
     c = p.add_argument_group("classification")
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
-    c.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    c.add_argument("--skip-frames", type=int, default=None,
+                   help="frames dropped between stored frames (default: the model's training stride, else 1)")
     c.add_argument("--cadence", type=int, default=1, help="stored frames between classifications (default 1)")
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
