@@ -22,6 +22,7 @@ COMMANDS = {
     "quantize": "quantize",  # FP32 ONNX -> INT8 QDQ ONNX, calibrated on clips
     "verify": "verify",      # an engine vs its reference ONNX on clips
     "fp16": "fp16",          # FP32 ONNX -> FP16 ONNX for ONNX Runtime on GPUs
+    "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
 }
 
 

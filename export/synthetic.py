@@ -128,6 +128,34 @@ def test_model_spec(labels: Sequence[str] = LABELS):
                      resize_size=(SIZE,), mean=(0.3, 0.3, 0.3), std=(0.25, 0.25, 0.25), arch="tiny3d")
 
 
+def fit(model, x, y, xv, yv, epochs: int, batch: int, generator=None, log=sys.stderr, tag: str = "train") -> float:
+    """AdamW with a one-cycle schedule on in-memory clips; returns validation accuracy.
+
+    The synthetic tasks are learnt in a few epochs this way; the test model and the benchmark
+    models share it so that they differ only in the network."""
+    import torch
+
+    n = len(x)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (n // batch))
+    acc = 0.0
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(n, generator=generator)
+        for i in range(0, n - batch + 1, batch):
+            idx = perm[i:i + batch]
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        model.eval()
+        with torch.no_grad():
+            acc = (model(xv).argmax(1) == yv).float().mean().item()
+        print(f"{tag} epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, val acc {acc:.3f}", file=log)
+    return acc
+
+
 def train(epochs: int = 3, n: int = 2400, seed: int = 0, log=sys.stderr):
     """Train :func:`tiny_net` on synthetic clips; returns (raw-frame model, spec, val accuracy)."""
     import torch
@@ -140,24 +168,8 @@ def train(epochs: int = 3, n: int = 2400, seed: int = 0, log=sys.stderr):
     x, y = dataset(n, seed)
     xv, yv = dataset(400, seed + 1)
     x, y, xv, yv = map(torch.from_numpy, (x, y, xv, yv))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    steps = epochs * (n // 64)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    g = torch.Generator().manual_seed(seed)
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(n, generator=g)
-        for i in range(0, n - 63, 64):
-            idx = perm[i:i + 64]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = (model(xv).argmax(1) == yv).float().mean().item()
-        print(f"synthetic epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, val acc {acc:.3f}", file=log)
+    acc = fit(model, x, y, xv, yv, epochs=epochs, batch=64, generator=torch.Generator().manual_seed(seed),
+              log=log, tag="synthetic")
     return model, spec, acc
 
 

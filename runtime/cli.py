@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_arguments(p)
     c = p.add_argument_group("classification")
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
-    c.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    c.add_argument("--skip-frames", type=int, default=None,
+                   help="frames dropped between stored frames (default: the model's training stride, else 1)")
     c.add_argument("--cadence", type=int, default=1, help="stored frames between classifications (default 1)")
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
@@ -78,10 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--headless", action="store_true", help="no display window")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--timings", action="store_true", help="print a per-stage time table at the end")
+    _add_person_arguments(p)
     return p
 
 
+def _add_person_arguments(p) -> None:
+    """Per-person mode (runtime/persons.py): its flags, kept in one place."""
+    g = p.add_argument_group("per-person mode")
+    g.add_argument("--persons", action="store_true", help="detect, track and classify every person on their own")
+    g.add_argument("--detector", help="person detector ONNX (YOLOv5/v8/11/26, e.g. from actionnet-export yolo)")
+    g.add_argument("--person-conf", type=float, default=0.25, help="detector score threshold (default 0.25)")
+    g.add_argument("--nms-iou", type=float, default=0.45, help="IoU above which NMS drops a box (default 0.45)")
+    g.add_argument("--detector-classes", default="person",
+                   help="comma-separated class names or ids to track (default: person)")
+    g.add_argument("--detector-layout", choices=("yolov5", "yolov8", "end2end"),
+                   help="detector output layout (models without actionnet metadata; default: from the shape)")
+    g.add_argument("--track-timeout", type=float, default=1.0,
+                   help="seconds a lost person is kept before their clip is freed (default 1)")
+    g.add_argument("--crop-context", type=float, default=1.2,
+                   help="crop side as a multiple of the person box's longer side (default 1.2)")
+    g.add_argument("--crop-mode", choices=("anchored", "follow"), default="anchored",
+                   help="anchored: crop stays put while the person is inside it; follow: re-centred every frame")
+    g.add_argument("--max-batch", type=int, default=16, help="most person clips per engine call (default 16)")
+
+
 def _run(args, log) -> int:
+    if args.persons or args.detector:
+        from .persons import cli_run
+
+        return cli_run(args, log)
     from .net import ActionNet
     from .overlay import Overlay
     from .pipeline import Progress, StopFlag, run

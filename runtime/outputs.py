@@ -27,7 +27,7 @@ from typing import Optional
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .sinks import VideoFileSink
+from .sinks import VideoFileSink, add_video_stream, encode_frame, pick_codec
 from .sources import IMAGE_EXTENSIONS, parse_host_port, rtp_sdp
 
 
@@ -133,8 +133,6 @@ class RtpSink:
     def _open(self, h: int, w: int):
         import av
 
-        from .sinks import pick_codec
-
         try:
             self._container = av.open(f"rtp://{self.host}:{self.port}", mode="w", format="rtp")
         except (av.error.FFmpegError, OSError) as e:
@@ -142,9 +140,7 @@ class RtpSink:
         codec = pick_codec("libx264")
         if codec != "libx264":
             raise OutputError(f"RTP output needs H.264 (libx264), which this FFmpeg lacks")
-        s = self._container.add_stream(codec, rate=self.rate)
-        s.width, s.height = w - w % 2, h - h % 2
-        s.pix_fmt = "yuv420p"
+        s = add_video_stream(self._container, codec, self.rate, h, w)
         gop = max(1, int(round(float(self.rate))))
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
         self._stream = s
@@ -154,11 +150,8 @@ class RtpSink:
 
         if self._container is None:
             self._open(*frame.shape[:2])
-        vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
-        vf.pts = self.frames
         try:
-            for packet in self._stream.encode(vf):
-                self._container.mux(packet)
+            encode_frame(self._container, self._stream, frame, self.frames)
         except (av.error.FFmpegError, OSError) as e:
             raise OutputError(f"streaming to {self.uri} failed: {e}") from None
         self.frames += 1

@@ -26,6 +26,24 @@ _DEFAULT_CODEC = "libx264"
 _FALLBACK = {"libx264": "mpeg4"}
 
 
+def add_video_stream(container, codec: str, rate, h: int, w: int):
+    """A yuv420p video stream; 4:2:0 chroma wants even sizes, the encoder's scaler absorbs the odd pixel."""
+    s = container.add_stream(codec, rate=rate)
+    s.width, s.height = w - w % 2, h - h % 2
+    s.pix_fmt = "yuv420p"
+    return s
+
+
+def encode_frame(container, stream, frame: np.ndarray, pts: int) -> None:
+    """Encode one BGR frame at ``pts`` and mux whatever packets the encoder hands back."""
+    import av
+
+    vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+    vf.pts = pts
+    for packet in stream.encode(vf):
+        container.mux(packet)
+
+
 def pick_codec(codec: str, available=None) -> str:
     """``codec`` if this FFmpeg can encode it, else its documented fallback (H.264 -> MPEG-4 part 2)."""
     if available is None:
@@ -68,24 +86,16 @@ class VideoFileSink:
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise OutputError(f"cannot write {self.path}: {e}") from None
         self.codec = pick_codec(self.codec)
-        s = self._container.add_stream(self.codec, rate=self.rate)
-        # 4:2:0 chroma wants even sizes; the encoder's scaler absorbs the odd pixel.
-        s.width, s.height = w - w % 2, h - h % 2
-        s.pix_fmt = "yuv420p"
+        s = add_video_stream(self._container, self.codec, self.rate, h, w)
         if self.codec == "libx264":
             s.options = {"crf": str(self.crf), "preset": self.preset}
         s.thread_type = "AUTO"
         self._stream = s
 
     def write(self, frame: np.ndarray) -> None:
-        import av
-
         if self._container is None:
             self._open(*frame.shape[:2])
-        vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
-        vf.pts = self.frames
-        for packet in self._stream.encode(vf):
-            self._container.mux(packet)
+        encode_frame(self._container, self._stream, frame, self.frames)
         self.frames += 1
 
     def close(self, keep: bool = True) -> None:

@@ -49,30 +49,14 @@ def build_model(path: Path, width: int, epochs: int, n: int, log) -> float:
     import torch
 
     from actionnet.export.onnx_export import RawClipModel, export_clip_model
-    from actionnet.export.synthetic import dataset, test_model_spec
+    from actionnet.export.synthetic import dataset, fit, test_model_spec
 
     torch.manual_seed(0)
     spec = test_model_spec().replace(arch=f"bench3d-w{width}")
     model = RawClipModel(bench_net(width, spec.num_classes), spec)
     x, y = map(torch.from_numpy, dataset(n, 0))
     xv, yv = map(torch.from_numpy, dataset(400, 1))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    steps = epochs * (n // 32)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
-    for epoch in range(epochs):
-        model.train()
-        perm = torch.randperm(n)
-        for i in range(0, n - 31, 32):
-            idx = perm[i:i + 32]
-            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        model.eval()
-        with torch.no_grad():
-            acc = (model(xv).argmax(1) == yv).float().mean().item()
-        print(f"bench model epoch {epoch + 1}/{epochs}: loss {loss.item():.3f}, val acc {acc:.3f}", file=log)
+    acc = fit(model, x, y, xv, yv, epochs=epochs, batch=32, log=log, tag="bench model")
     export_clip_model(model.model, spec, str(path), log=log)
     return acc
 

@@ -1,0 +1,137 @@
+"""``actionnet-export yolo MODEL --output x.onnx``: an ultralytics YOLO detector -> self-describing ONNX.
+
+MODEL is an ultralytics checkpoint (``yolo11n.pt``, ``yolov8n.pt``, ``yolo26n.pt``) or a model
+YAML (``yolov8n.yaml``: random weights, for tests). Ultralytics' own exporter writes the graph
+(it knows its heads: YOLOv8/11 give ``[1, 4 + C, N]``, YOLO26 and YOLOv10 an end-to-end
+``[1, N, 6]``); this step reads the layout from the output shape, stamps the class names, input
+size and layout into ``metadata_props`` (:class:`actionnet.detector.DetectorSpec`), checks the
+file with the ONNX checker and an ONNX Runtime run, and only then moves it into place.
+
+Old YOLOv5 checkpoints (``yolov5n.pt`` from ultralytics/yolov5) are refused by ultralytics 8;
+export them with YOLOv5's own ``export.py`` and use the ONNX as is: the runtime reads that
+layout (``[1, N, 5 + C]``) from its shape.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+
+from actionnet.errors import ModelError
+
+HELP = "export an ultralytics YOLO detector (.pt or .yaml) to self-describing ONNX for --persons"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="ultralytics checkpoint (.pt) or model YAML (.yaml, random weights)")
+    p.add_argument("--output", required=True, help="ONNX file to write")
+    p.add_argument("--imgsz", type=int, default=640, help="square input size in pixels, a multiple of 32 (default 640)")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+
+
+def run(args) -> int:
+    spec = export_yolo(args.model, args.output, imgsz=args.imgsz, opset=args.opset)
+    print(f"actionnet-export: wrote {args.output}: {spec.layout} layout, {spec.height}x{spec.width} input, "
+          f"{len(spec.labels)} classes ({', '.join(spec.labels[:3])}{', ...' if len(spec.labels) > 3 else ''})",
+          file=sys.stderr)
+    return 0
+
+
+@contextlib.contextmanager
+def _quiet_ultralytics():
+    # no network calls, no pip installs behind the user's back, no banner
+    for k, v in (("YOLO_OFFLINE", "1"), ("YOLO_AUTOINSTALL", "false"), ("YOLO_VERBOSE", "false")):
+        os.environ.setdefault(k, v)
+    yield
+
+
+def load_yolo(model: str):
+    """An ultralytics ``YOLO`` object from a .pt or .yaml, with clear errors."""
+    with _quiet_ultralytics():
+        from ultralytics import YOLO
+
+    name = os.path.basename(model)
+    if model.endswith(".pt") and not os.path.isfile(model):
+        raise ModelError(f"checkpoint not found: {model} (no downloads here; pass a local .pt or a .yaml)")
+    if not model.endswith((".pt", ".yaml", ".yml")):
+        raise ModelError(f"{model}: expected an ultralytics .pt checkpoint or a model .yaml")
+    try:
+        yolo = YOLO(model)
+    except Exception as e:  # ultralytics raises many types (TypeError for old YOLOv5 .pt files, ...)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        hint = ("; an original YOLOv5 checkpoint needs YOLOv5's own export.py, and the runtime reads that ONNX as is"
+                if "yolov5" in name.lower() else "")
+        raise ModelError(f"ultralytics cannot load {name}: {msg.lstrip('❌ ').strip()}{hint}") from None
+    if yolo.task != "detect":
+        raise ModelError(f"{name} is a {yolo.task} model; --persons needs a detect model")
+    return yolo
+
+
+def export_yolo(model, output: str, imgsz: int = 640, opset: int = 17):
+    """Export ``model`` (a .pt/.yaml path, or an already loaded ultralytics ``YOLO``) to ``output``;
+    returns the :class:`~actionnet.detector.DetectorSpec` written into it."""
+    import onnx
+
+    from actionnet.detector import COCO80, DetectorSpec, infer_layout
+
+    if imgsz % 32:
+        raise ModelError(f"--imgsz must be a multiple of 32, got {imgsz}")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise ModelError(f"cannot write {output}: folder {out_dir} does not exist")
+    yolo = load_yolo(model) if isinstance(model, str) else model
+    names = yolo.names
+    labels = tuple(names[i] for i in range(len(names))) if isinstance(names, dict) else tuple(names)
+    if len(labels) == 80 and all(n == str(i) for i, n in enumerate(labels)):
+        labels = COCO80  # a model YAML carries no names; ultralytics' bundled YAMLs are COCO-80
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".export-yolo-") as tmp:
+        # ultralytics writes next to its source (the cwd for a YAML): do it in a scratch folder
+        if isinstance(model, str) and model.endswith(".pt"):
+            src = os.path.join(tmp, os.path.basename(model))
+            shutil.copy(model, src)
+            yolo = load_yolo(src)
+        cwd = os.getcwd()
+        os.chdir(tmp)
+        try:
+            with _quiet_ultralytics():
+                # nms=False: end-to-end heads (YOLO26, YOLOv10) export their NMS-free [1, N, 6] output
+                written = yolo.export(format="onnx", imgsz=imgsz, opset=opset, simplify=False, dynamic=False,
+                                      nms=False, verbose=False)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError(f"ultralytics could not export {os.path.basename(str(model))}: {msg}") from None
+        finally:
+            os.chdir(cwd)
+        written = os.path.join(tmp, written) if not os.path.isabs(written) else written
+        m = onnx.load(written)
+        dims = [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim]
+        layout, n = infer_layout(tuple(dims))
+        if layout != "end2end" and n != len(labels):
+            raise ModelError(f"exported output {dims} has {n} classes but the model names {len(labels)}")
+        spec = DetectorSpec(layout, imgsz, imgsz, labels)
+        keep = [p for p in m.metadata_props if not p.key.startswith("actionnet.")]
+        del m.metadata_props[:]
+        m.metadata_props.extend(keep)  # ultralytics' own (names, stride, imgsz) stay
+        for k, v in spec.to_metadata().items():
+            m.metadata_props.add(key=k, value=v)
+        onnx.checker.check_model(m)
+        onnx.save(m, written)
+        _smoke(written, spec)
+        os.replace(written, output)
+    return spec
+
+
+def _smoke(path: str, spec) -> None:
+    """One ONNX Runtime run through the runtime's own detector on a grey frame."""
+    import numpy as np
+
+    from actionnet.detector import Detector
+
+    det = Detector(path, classes=None, log=None)
+    try:
+        det(np.full((spec.height, spec.width, 3), 114, np.uint8))
+    finally:
+        det.close()

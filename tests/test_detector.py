@@ -1,0 +1,177 @@
+"""The detector: real YOLOv5n on a real video, decode of every layout, letterbox geometry, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from actionnet.detector import Detector, Letterbox, decode, infer_layout, nms
+from actionnet.errors import ModelError, UsageError
+from conftest import run_cli, shared_file
+from detector_fakes import square_detector
+
+# Checked by eye (a person in the middle of the room at 300 and 600; nobody at 0, 30, 210).
+PERSON_FRAMES = (300, 600)
+EMPTY_FRAMES = (0, 30, 210)
+
+
+def _frames(path, wanted):
+    from actionnet.sources import open_source
+
+    out = {}
+    with open_source(str(path)) as src:
+        for i, (f, _) in enumerate(src):
+            if i in wanted:
+                out[i] = f
+            if i >= max(wanted):
+                break
+    return out
+
+
+def test_real_yolov5n_finds_the_person_and_nothing_in_the_empty_room():
+    weights = shared_file("weights/yolov5n.onnx")
+    video = shared_file("videos/people_walking.mp4")
+    det = Detector(str(weights), conf=0.25, threads=1, log=None)
+    assert det.spec.layout == "yolov5" and det.spec.labels[0] == "person"
+    frames = _frames(video, set(PERSON_FRAMES + EMPTY_FRAMES))
+    for i in PERSON_FRAMES:
+        d = det(frames[i])
+        assert len(d) == 1, f"frame {i}: {len(d)} persons"
+        x1, y1, x2, y2 = d.boxes[0]
+        h, w = frames[i].shape[:2]
+        assert 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h  # frame pixels, clipped
+        assert y2 - y1 > 0.7 * h and 100 < x2 - x1 < 250, d.boxes  # a standing person, whole height
+        assert d.scores[0] > 0.7 and d.classes[0] == 0
+    for i in EMPTY_FRAMES:
+        assert len(det(frames[i])) == 0, f"frame {i} is an empty room"
+    # every class: still no invented person, and the table is not taken for one
+    everything = Detector(str(weights), conf=0.25, classes=None, threads=1, log=None)
+    assert all(c != 0 for i in EMPTY_FRAMES for c in everything(frames[i]).classes)
+
+
+def test_letterbox_round_trip():
+    lb = Letterbox(640, 640)
+    frame = np.zeros((432, 768, 3), np.uint8)
+    frame[100:200, 300:400] = (0, 0, 255)  # BGR red
+    blob = lb(frame)
+    assert blob.shape == (1, 3, 640, 640) and blob.dtype == np.float32
+    s, left, top, nw, nh = lb.geometry(frame.shape)
+    assert (nw, nh, left) == (640, 360, 0) and top == 140
+    assert blob[0, 0, 140 + 100 * 360 // 432 + 5, 300 * 640 // 768 + 5] == pytest.approx(1.0)  # R plane
+    assert blob[0, 0, 10, 10] == pytest.approx(114 / 255)
+    box = np.array([[300 * s, 100 * s + top, 400 * s, 200 * s + top]], np.float32)
+    assert np.allclose(lb.to_frame(box, frame.shape), [[300, 100, 400, 200]], atol=1e-3)
+
+
+def test_decode_yolov5_yolov8_and_end2end_agree():
+    rng = np.random.default_rng(0)
+    c = 3
+    boxes = np.array([[100, 100, 40, 80], [300, 200, 50, 50], [102, 101, 40, 80]], np.float32)  # cx cy w h
+    cls = np.zeros((3, c), np.float32)
+    cls[0, 0], cls[1, 2], cls[2, 0] = 0.9, 0.8, 0.6
+    noise = np.concatenate([rng.uniform(0, 640, (50, 4)), np.zeros((50, c))], 1).astype(np.float32)
+    v8 = np.concatenate([np.concatenate([boxes, cls], 1), noise])  # [N, 4 + C]
+    obj = np.ones((len(v8), 1), np.float32)
+    v5 = np.concatenate([v8[:, :4], obj, v8[:, 4:]], 1)[None]  # [1, N, 5 + C]
+    b8, s8, c8 = decode(v8.T[None], "yolov8", 0.25, None)
+    b5, s5, c5 = decode(v5, "yolov5", 0.25, None)
+    assert np.allclose(b8, b5) and np.allclose(s8, s5) and (c8 == c5).all()
+    assert np.allclose(b8[0], [80, 60, 120, 140]) and list(c8) == [0, 2, 0]
+    keep = nms(b8, s8, c8, 0.45, 100)
+    assert list(keep) == [0, 1]  # the overlapping weaker box of class 0 goes
+    only0 = decode(v8.T[None], "yolov8", 0.25, np.array([0]))
+    assert list(only0[2]) == [0, 0]
+    # objectness multiplies: 0.9 x 0.2 is below the threshold
+    v5[0, 0, 4] = 0.2
+    assert len(decode(v5, "yolov5", 0.25, None)[1]) == 2
+    e2e = np.array([[[10, 20, 30, 40, 0.9, 0], [50, 50, 60, 60, 0.1, 0], [1, 2, 3, 4, 0.5, 5]]], np.float32)
+    b, s, k = decode(e2e, "end2end", 0.25, np.array([0]))
+    assert np.allclose(b, [[10, 20, 30, 40]]) and list(k) == [0]
+
+
+def test_layout_from_shape():
+    assert infer_layout((1, 25200, 85)) == ("yolov5", 80)
+    assert infer_layout((1, 84, 8400)) == ("yolov8", 80)
+    assert infer_layout((1, 300, 6)) == ("end2end", 0)
+    with pytest.raises(ModelError, match="layout"):
+        infer_layout((1, 5, 5))
+    with pytest.raises(ModelError, match="expected"):
+        infer_layout((1, 84))
+
+
+def test_square_detector_boxes_land_on_the_squares(tmp_path):
+    from persons_video import squares_frames
+
+    path = square_detector(tmp_path / "sq.onnx")
+    det = Detector(str(path), conf=0.25, log=None)
+    frames, truth = squares_frames([("red", "right", 0.8, 40, 20), ("blue", "left", 0.8, 200, 90)], frames=3)
+    for f, t in zip(frames, truth):
+        d = det(f)
+        assert len(d) == 2
+        got = d.boxes[np.argsort(d.boxes[:, 1])]
+        assert np.abs(got - np.array(t, np.float32)).max() <= 2.0
+
+
+def test_detector_errors(tmp_path, synthetic_model):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx file")
+    with pytest.raises(ModelError, match="not a readable ONNX file"):
+        Detector(str(bad), log=None)
+    with pytest.raises(ModelError, match="action model, not a detector"):
+        Detector(str(synthetic_model), log=None)
+    sq = square_detector(tmp_path / "sq.onnx")
+    with pytest.raises(ModelError, match="does not fit layout yolov5"):
+        Detector(str(sq), layout="yolov5", log=None)
+    lying = square_detector(tmp_path / "lying.onnx", layout_meta="yolov5")  # metadata says v5, output is v8
+    with pytest.raises(ModelError, match=r"does not fit layout yolov5 with 1 classes \(\[1, N, 6\]\)"):
+        Detector(str(lying), log=None)
+    with pytest.raises(UsageError, match="no class 'dog'"):
+        Detector(str(sq), classes=("dog",), log=None)
+    with pytest.raises(ModelError, match="not found"):
+        Detector(str(tmp_path / "missing.onnx"), log=None)
+
+
+def test_cli_detector_errors_are_one_line(tmp_path, synthetic_model, synthetic_video):
+    video = synthetic_video("red right slow", frames=12)
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x00garbage")
+    cases = [
+        (["--persons", "--model", synthetic_model, video], "--persons needs --detector"),
+        (["--persons", "--detector", bad, "--model", synthetic_model, video], "not a readable ONNX file"),
+        (["--persons", "--detector", synthetic_model, "--model", synthetic_model, video], "not a detector"),
+        (["--persons", "--detector", square_detector(tmp_path / "sq.onnx"), "--detector-layout", "yolov5",
+          "--model", synthetic_model, video], "does not fit layout yolov5"),
+    ]
+    for args, msg in cases:
+        r = run_cli(*args)
+        assert r.returncode == 2, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and msg in lines[0] and "Traceback" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("shape", [(432, 768, 3), (768, 432, 3), (640, 640, 3), (100, 300, 3)])
+def test_letterbox_matches_a_plain_reference(shape):
+    import cv2
+
+    f = np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+    lb = Letterbox(640, 640)
+    first = lb(f).copy()
+    s, left, top, nw, nh = lb.geometry(shape)
+    ref = np.full((640, 640, 3), 114, np.uint8)
+    ref[top:top + nh, left:left + nw] = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    want = ref[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255
+    assert np.abs(first - want).max() < 1e-6
+    assert np.abs(lb(f) - want).max() < 1e-6  # second frame through the cached geometry
+
+
+def test_foreign_detector_names_come_from_its_metadata(tmp_path):
+    import onnx
+
+    path = square_detector(tmp_path / "sq.onnx", metadata=False, labels=("cat", "dog"))
+    m = onnx.load(str(path))
+    m.metadata_props.add(key="names", value="{0: 'cat', 1: 'dog'}")  # as YOLOv5/ultralytics exports write it
+    onnx.save(m, str(path))
+    det = Detector(str(path), classes=("dog",), log=None)
+    assert det.spec.labels == ("cat", "dog") and det.spec.layout == "yolov8" and list(det.class_ids) == [1]
+    plain = square_detector(tmp_path / "plain.onnx", metadata=False, labels=("a", "b"))
+    assert Detector(str(plain), classes=None, log=None).spec.labels == ("class0", "class1")

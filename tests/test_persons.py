@@ -1,0 +1,178 @@
+"""Per-person mode end to end: two squares moving different ways each get their own label."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import pytest
+
+from actionnet.persons import PersonActionNet, square_crop
+from conftest import run_cli
+from detector_fakes import square_detector
+from persons_video import CONTEXT, squares_frames
+
+MOVERS = [("red", "right", 0.8, 40, 20), ("blue", "left", 0.8, 200, 90)]
+EXPECTED = ["red right slow", "blue left slow"]
+
+
+def _run(net, frames):
+    events = []
+    for i, f in enumerate(frames):
+        events += net.update(f, i / 30)
+    return events + net.finish()
+
+
+def _labels_by_track(events):
+    out = defaultdict(list)
+    for e in events:
+        if e["event"] == "classification":
+            out[e["track_id"]].append((e["label"], e["box"]))
+    return out
+
+
+@pytest.mark.parametrize("movers", [MOVERS, [("red", "left", 0.8, 200, 20), ("red", "right", 0.8, 40, 90)]],
+                         ids=["colours-and-directions", "same-colour-opposite-directions"])
+def test_each_square_gets_its_own_label(tmp_path, synthetic_model, movers):
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, truth = squares_frames(movers, frames=40)
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0, log=None) as net:
+        calls = []
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: calls.append(len(x)) or infer(x, *a)
+        events = _run(net, frames)
+        assert net.batched
+    per_track = _labels_by_track(events)
+    assert len(per_track) == 2
+    expected = [f"{c} {d} slow" for c, d, *_ in movers]
+    for tid, items in per_track.items():
+        y = items[0][1][1]
+        want = expected[0] if abs(y - movers[0][4]) < 5 else expected[1]
+        labels = Counter(label for label, _ in items)
+        assert labels[want] >= 0.9 * len(items), (tid, want, labels)
+        assert items[0][0] == want  # the very first window of the track already
+    # both tracks' windows fill on the same frame: one engine call for both, every frame
+    assert calls and all(n == 2 for n in calls), calls
+    segments = [e for e in events if e["event"] == "segment"]
+    assert {s["label"] for s in segments} >= set(expected)
+    for s in segments:
+        assert s["start_frame"] <= s["end_frame"] and s["start_time"] <= s["end_time"]
+
+
+def test_followed_crops_lose_the_direction(tmp_path, synthetic_model):
+    """Why crops are anchored by default: a crop re-centred on the box every frame shows a
+    standing square, and the model cannot tell left from right any more."""
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=30)
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
+                         crop_mode="follow", log=None) as net:
+        per_track = _labels_by_track(_run(net, frames))
+    got = [Counter(lab for lab, _ in items).most_common(1)[0][0] for items in per_track.values()]
+    assert sorted(got) != sorted(EXPECTED)
+
+
+def test_track_timeout_frees_the_clip_buffer(tmp_path, synthetic_model):
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=12)
+    # the blue square leaves after 12 frames; the red one goes on alone
+    solo, _ = squares_frames(MOVERS[:1], frames=30)
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
+                         track_timeout=5, log=None) as net:
+        for i, f in enumerate(frames):
+            net.update(f, i / 30)
+        assert len(net.states) == 2 and not net._pool
+        buffers = {id(st.buffer) for st in net.states.values()}
+        events = []
+        for i, f in enumerate(solo[12:]):
+            events += net.update(f, (12 + i) / 30)
+        assert len(net.states) == 1 and len(net._pool) == 1
+        assert id(net._pool[0]) in buffers
+        # the evicted track's open segment was closed when it went
+        assert any(e["event"] == "segment" and e["label"] == "blue left slow" for e in events)
+
+
+def test_square_crop_stays_inside_the_frame():
+    assert square_crop((0, 0, 10, 20), 100, 200, 1.5) == (0, 0, 30)
+    assert square_crop((190, 80, 200, 100), 100, 200, 1.5) == (170, 70, 30)
+    assert square_crop((0, 0, 200, 100), 100, 200, 2.0) == (50, 0, 100)  # capped at the frame
+    x0, y0, side = square_crop((90, 40, 110, 60), 100, 200, 2.0)
+    assert (x0 + side / 2, y0 + side / 2, side) == (100, 50, 40)
+
+
+def test_cli_persons_video_and_events(tmp_path, synthetic_model):
+    from actionnet.export.synthetic import write_video
+
+    frames, _ = squares_frames(MOVERS, frames=30)
+    video = write_video(str(tmp_path / "two.mp4"), frames)
+    det = square_detector(tmp_path / "sq.onnx")
+    out, ev = tmp_path / "out.mp4", tmp_path / "people.jsonl"
+    r = run_cli("--persons", "--detector", det, "--model", synthetic_model, "--skip-frames", "0",
+                "--crop-context", CONTEXT, "--threshold", "0", "--events", ev, "--timings", video, out)
+    assert r.returncode == 0, r.stderr
+    assert "batch up to 16" in r.stderr and "2 tracks" in r.stderr
+    for stage in ("decode", "detect", "track", "crop", "classify", "draw"):
+        assert stage in r.stderr
+    events = [json.loads(line) for line in ev.read_text().splitlines()]
+    cls = [e for e in events if e["event"] == "classification"]
+    assert cls and all({"track_id", "box", "label", "confidence", "topk", "frame", "time"} <= e.keys() for e in cls)
+    by_track = defaultdict(Counter)
+    for e in cls:
+        by_track[e["track_id"]][e["label"]] += 1
+    winners = sorted(c.most_common(1)[0][0] for c in by_track.values())
+    assert winners == sorted(EXPECTED)
+    assert [e["event"] for e in events[-2:]] == ["segment", "segment"]  # closed at the end
+    from actionnet.sources import open_source
+
+    with open_source(str(out)) as src:
+        assert src.frame_count == 30 or sum(1 for _ in src) == 30
+
+
+def test_persons_mode_runs_without_torch(tmp_path, synthetic_model):
+    """The per-person runtime (detector, tracker, crops, batched engine) imports no torch."""
+    import os
+    import subprocess
+    import sys
+
+    from actionnet.export.synthetic import write_video
+    from test_lean_runtime import BLOCK, SCRIPT
+
+    frames, _ = squares_frames(MOVERS, frames=16)
+    video = write_video(str(tmp_path / "two.mp4"), frames)
+    det = square_detector(tmp_path / "sq.onnx")
+    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
+    ev = tmp_path / "ev.jsonl"
+    r = subprocess.run([lean or sys.executable, "-c", SCRIPT if lean else BLOCK + SCRIPT, "--persons", "--detector",
+                        str(det), "--model", str(synthetic_model), "--skip-frames=0", f"--crop-context={CONTEXT}",
+                        "--threshold=0", "--events", str(ev), str(video)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
+    labels = {e["label"] for e in map(json.loads, ev.read_text().splitlines()) if e["event"] == "classification"}
+    assert labels == set(EXPECTED)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_foreign_fixed_batch_models(tmp_path, batch):
+    """A jetson-style foreign ONNX ([B, 3, T, H, W] fixed, float, host-normalised, labels from a
+    file) works per person too: batch 1 is called once per track, a fixed batch of 4 gets padded
+    calls; each track gets its own colour's label."""
+    from onnx_models import colour_model
+
+    model = colour_model(tmp_path / "colour.onnx", clip_length=4, size=16, batch=batch)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\n")
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=12)
+    # mean 0: the square fills 4 % of its crop, and jetson's Kinetics mean would outweigh it
+    with PersonActionNet(str(model), str(det), labels=str(labels), skip_frames=0, context=CONTEXT, threshold=0.0,
+                         mean=(0.0, 0.0, 0.0), log=None) as net:
+        assert net.batched == (batch > 1) and net.normalize is not None
+        calls = []
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: calls.append(x.shape) or infer(x, *a)
+        per_track = _labels_by_track(_run(net, frames))
+    assert calls and all(s[0] == batch for s in calls)
+    n = sum(len(v) for v in per_track.values())
+    assert len(calls) == (n if batch == 1 else n // 2)  # two tracks due together: one padded call
+    got = {items[0][1][1] < 60: {lab for lab, _ in items} for items in per_track.values()}
+    assert got == {True: {"red"}, False: {"blue"}}
