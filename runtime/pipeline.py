@@ -105,7 +105,8 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
         source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
-        while not (stop and stop.stopped) and not getattr(video, "stopped", False):
+        while not (stop and stop.stopped) and not getattr(video, "stopped", False) \
+                and not getattr(events, "stopped", False):
             t0 = clock()
             try:
                 frame, t = next(frames)
@@ -142,7 +143,7 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     except KeyboardInterrupt:
         keep = interrupted = True
     finally:
-        stats.stopped = bool(stop and stop.stopped) or interrupted
+        stats.stopped = bool(stop and stop.stopped) or interrupted or getattr(events, "stopped", False)
         stats.seconds = clock() - start
         stats.dropped = getattr(source, "dropped", 0)
         if progress is not None:

@@ -129,19 +129,42 @@ class EventSink:
         self.flush_every = flush_every
         self._last_flush = time.monotonic()
         self.count = 0
+        self.stopped = False  # the reader of stdout went away (``| head``): the run stops
 
     def write(self, event: dict) -> None:
-        self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
-        self.count += 1
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_every:
-            self._f.flush()
-            self._last_flush = now
+        if self._f is None:
+            return
+        try:
+            self._f.write(json.dumps(event, separators=(",", ":")) + "\n")
+            self.count += 1
+            now = time.monotonic()
+            if now - self._last_flush >= self.flush_every:
+                self._f.flush()
+                self._last_flush = now
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """As Python's docs advise for SIGPIPE: point stdout at /dev/null, so that no later
+        flush (ours, or the interpreter's at exit) raises again, and ask the run to stop."""
+        if self._f is not sys.stdout:
+            raise OutputError(f"cannot write events to {self.path}: the reader closed it")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        self._f = None
+        if not self.stopped:
+            self.stopped = True
+            print("actionnet: the events reader closed stdout; stopping", file=sys.stderr)
 
     def close(self, keep: bool = True) -> None:
         if self._f is None:
             return
-        self._f.flush()
+        try:
+            self._f.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+            return
         if self._f is not sys.stdout:
             self._f.close()
         self._f = None

@@ -31,3 +31,28 @@ def test_stop_while_the_model_loads(synthetic_model, synthetic_video, tmp_path, 
     assert err.strip().splitlines()[-1] == "actionnet: stopped before the first frame; nothing written"
     assert list(tmp_path.iterdir()) == []
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
+
+
+def test_events_reader_that_goes_away_stops_the_run_cleanly(synthetic_model, tmp_path):
+    """``actionnet --events=- ... | head -1``: the reader closes the pipe; the run stops as on
+    Ctrl-C (video finalised, exit 0), with no BrokenPipeError traceback."""
+    import subprocess
+    import sys
+
+    import av
+
+    from conftest import shared_file
+
+    video = shared_file("videos/people_walking.mp4")  # 1394 frames: seconds of run after the first flush
+    out = tmp_path / "out.mp4"
+    p = subprocess.Popen([sys.executable, "-m", "actionnet.cli", "--model", str(synthetic_model), "--headless",
+                          "--skip-frames=0", "--events=-", str(video), str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout.readline().startswith('{"frame":')
+    p.stdout.close()  # as `head -1` does
+    err = p.stderr.read()
+    assert p.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
+    assert "actionnet: stopped:" in err, err
+    with av.open(str(out)) as c:
+        assert 0 < sum(1 for _ in c.decode(video=0)) < 1394  # finalised early: playable, not the whole clip
