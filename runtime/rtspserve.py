@@ -15,6 +15,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Optional
 
@@ -79,12 +80,18 @@ class RtspServer:
         if not os.path.exists(self.python):
             raise MissingLibraryError(f"RTSP output needs a Python with GStreamer bindings; {self.python} not found "
                                       "(set ACTIONNET_GST_PYTHON)")
+        # The helper's log goes to a file, not a pipe: nobody reads a pipe after "ready", and a
+        # full one (64 KiB of GStreamer warnings) would block the helper and freeze the stream.
+        self._log = tempfile.TemporaryFile(mode="w+", prefix="actionnet-rtsp-")
         self.proc = subprocess.Popen([self.python, "-c", HELPER, self.host, str(self.port), self.path,
-                                      str(self.rtp_port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                      str(self.rtp_port)], stdout=subprocess.PIPE, stderr=self._log, text=True)
         line = self.proc.stdout.readline()  # "ready", or EOF when the helper failed
         if line.strip() != "ready":
             self.proc.wait(timeout=timeout)
-            err = (self.proc.stderr.read() or "").strip().splitlines()
+            self.proc.stdout.close()
+            self._log.seek(0)
+            err = self._log.read().strip().splitlines()
+            self._log.close()
             reason = err[-1] if err else f"exit code {self.proc.returncode}"
             self.proc = None
             if "gi" in reason and ("No module" in reason or "Namespace" in reason):
@@ -103,8 +110,8 @@ class RtspServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-        for f in (self.proc.stdout, self.proc.stderr):
-            f.close()
+        self.proc.stdout.close()
+        self._log.close()
         self.proc = None
 
     def __enter__(self):

@@ -424,3 +424,24 @@ def test_v4l2_asks_for_mjpeg_then_falls_back_to_the_default_format(monkeypatch, 
     with pytest.raises(InputError, match="Invalid argument"):  # a format asked for is not second-guessed
         sources.open_v4l2(str(device), SourceOptions(codec="mjpeg"))
     assert len(calls) == 1
+
+
+def test_rtsp_helper_that_logs_a_lot_is_never_blocked(tmp_path):
+    """The gst-rtsp-server helper runs for as long as the run (days, as a service); what it logs
+    after "ready" must not fill a pipe nobody reads, or the helper, and the stream, freeze."""
+    from actionnet.rtspserve import RtspServer
+
+    marker = tmp_path / "done"
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\necho ready\nhead -c 400000 /dev/zero | tr '\\0' x >&2\n"
+                    f"touch {marker}\nsleep 30\n")
+    fake.chmod(0o755)
+    srv = RtspServer(8554, "/x", python=str(fake)).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the helper blocked writing its log"
+    finally:
+        srv.stop()
+    assert srv.proc is None
