@@ -43,9 +43,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_output(args) -> None:
+    """A command that reads MODEL and writes --output never writes over MODEL (the FP32 model a
+    quantized or FP16 copy, or an engine, is made from)."""
+    import os
+
+    from actionnet.errors import UsageError
+
+    model, output = getattr(args, "model", None), getattr(args, "output", None)
+    if model and output and os.path.abspath(model) == os.path.abspath(output):
+        raise UsageError(f"--output would overwrite the model {model}; choose another output path")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _check_output(args)
         return args._run(args)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "ultralytics",

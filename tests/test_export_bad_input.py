@@ -34,3 +34,16 @@ def test_fp16_into_a_missing_folder_is_one_line(synthetic_model, tmp_path):
     _one_error(r, "does not exist")
     assert list(tmp_path.iterdir()) == []
 
+
+
+@pytest.mark.parametrize("command", ["fp16", "quantize", "engine"])
+def test_output_never_overwrites_the_model(synthetic_model, tmp_path, command):
+    import shutil
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(synthetic_model, model)
+    before = model.read_bytes()
+    extra = ["--calib", str(tmp_path)] if command == "quantize" else []
+    r = _export(command, model, *extra, "--output", tmp_path / "." / "m.onnx")
+    _one_error(r, "--output would overwrite the model")
+    assert model.read_bytes() == before
