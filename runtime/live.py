@@ -45,10 +45,12 @@ class Reconnecting(Source):
     def __iter__(self):
         offset = 0.0
         last_t = 0.0
+        lost_since = None  # a reopened stream is back only once a frame arrives
         while True:
             src = self._src
             try:
                 for frame, t in src:
+                    lost_since = None
                     last_t = t + offset
                     yield frame, last_t
                 return  # clean end of stream
@@ -58,10 +60,12 @@ class Reconnecting(Source):
                     if isinstance(e, StreamEnded):
                         return
                     raise
+                if lost_since is None:
+                    lost_since = time.monotonic()
                 print(f"actionnet: {e}; reconnecting (up to {self.timeout:g} s)", file=self.log)
             _close_quietly(src)
             try:
-                self._src = self._reconnect()
+                self._src = self._reconnect(lost_since, str(lost))
             except InputError:
                 if isinstance(lost, StreamEnded) and not self._closed.is_set():
                     print(f"actionnet: {self.uri} did not come back: end of stream", file=self.log)
@@ -70,11 +74,15 @@ class Reconnecting(Source):
             self._copy_info(self._src)
             offset = last_t + 1.0 / max(self.fps, 1e-3)
 
-    def _reconnect(self) -> Source:
-        start = time.monotonic()
+    def _reconnect(self, since: Optional[float] = None, reason: str = "lost") -> Source:
+        """A reopened source; InputError once ``timeout`` seconds have passed ``since`` the loss
+        (a stream that reopens but sends nothing keeps that clock running)."""
+        start = time.monotonic() if since is None else since
         delay = self.first_delay
-        reason = "lost"
         while True:
+            if time.monotonic() - start >= self.timeout:
+                raise InputError(f"{self.uri} is gone and did not come back within {self.timeout:g} s "
+                                 f"(--reconnect-timeout); last error: {reason}")
             if self._closed.wait(delay):
                 raise StreamLost(f"{self.uri}: closed while reconnecting")
             try:

@@ -445,3 +445,27 @@ def test_rtsp_helper_that_logs_a_lot_is_never_blocked(tmp_path):
     finally:
         srv.stop()
     assert srv.proc is None
+
+
+def test_a_stream_that_opens_but_never_sends_gives_up_after_the_reconnect_timeout():
+    """A silent RTP port or a server that accepts and sends nothing: every reopen succeeds and
+    every read times out. That is not a reconnect; the loss clock runs until a frame arrives."""
+    opens = []
+
+    def silent():
+        opens.append(1)
+        time.sleep(0.05)  # the read timeout of a silent stream
+
+        class Silent(FakeSource):
+            def __iter__(self):
+                time.sleep(0.05)
+                raise StreamLost("fake lost after frame 0: timed out")
+                yield  # pragma: no cover
+
+        return Silent(0, live=True)
+
+    src = Reconnecting(silent, timeout=0.3, first_delay=0.01, max_delay=0.02, log=open(os.devnull, "w"))
+    t0 = time.monotonic()
+    with pytest.raises(InputError, match="did not come back within 0.3 s"):
+        list(src)
+    assert time.monotonic() - t0 < 2 and len(opens) < 10
