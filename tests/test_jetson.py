@@ -40,6 +40,8 @@ def test_systemd_unit():
     assert cmd[0].endswith("/actionnet") and "--headless" in cmd and "--no-progress" in cmd
     assert any(a.startswith("--model=") and a.endswith(".engine") for a in cmd)
     assert any(a.startswith("--events=") for a in cmd) and cmd[-1].startswith("/dev/video")
+    # events survive a restart: actionnet truncates an --events file, so the unit appends stdout
+    assert "--events=-" in cmd and svc["StandardOutput"].startswith("append:/var/lib/actionnet/")
     assert svc["Restart"] == "on-failure" and svc["KillSignal"] == "SIGTERM" and "video" in svc["SupplementaryGroups"]
     assert "ACTIONNET_HOME=" in svc["Environment"] and unit["Install"]["WantedBy"] == "multi-user.target"
     # the flags the unit passes exist
