@@ -22,6 +22,8 @@ def test_stop_while_the_model_loads(synthetic_model, synthetic_video, tmp_path, 
         raise AssertionError("the stop did not interrupt the load")
 
     monkeypatch.setattr(actionnet.net, "ActionNet", slow_load)
+    # Ctrl-C raises KeyboardInterrupt even where this test runs in a background job (SIGINT ignored)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "out.mp4"
     rc = cli.main(["--model", str(synthetic_model), "--events", str(tmp_path / "e.jsonl"), "--headless",
@@ -30,6 +32,7 @@ def test_stop_while_the_model_loads(synthetic_model, synthetic_video, tmp_path, 
     assert rc == 0 and "Traceback" not in err
     assert err.strip().splitlines()[-1] == "actionnet: stopped before the first frame; nothing written"
     assert list(tmp_path.iterdir()) == []
+    signal.signal(signal.SIGINT, old_int)
     assert signal.getsignal(signal.SIGTERM) is before  # handlers restored
 
 
