@@ -21,14 +21,15 @@ from actionnet.spec import JETSON_DEFAULTS, ModelSpec, read_labels
 from .torchvision_models import ARCHS as TORCHVISION_ARCHS
 
 RESNET3D_ARCHS = ("resnet-18", "resnet-34")
+IG65M_ARCHS = ("r2plus1d_34",)  # ig65m-pytorch's R(2+1)D-34 (export/ig65m.py)
 HELP = "export a 3D ResNet (3D-ResNets-PyTorch) or torchvision video model checkpoint to self-describing ONNX"
 
 
 def add_arguments(p) -> None:
     from actionnet.cli import _floats
 
-    p.add_argument("--arch", required=True, choices=RESNET3D_ARCHS + TORCHVISION_ARCHS, metavar="ARCH",
-                   help=f"architecture: {', '.join(RESNET3D_ARCHS + TORCHVISION_ARCHS)}")
+    p.add_argument("--arch", required=True, choices=RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS,
+                   metavar="ARCH", help=f"architecture: {', '.join(RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS)}")
     p.add_argument("--weights", required=True, help="checkpoint file (.pth)")
     p.add_argument("--output", required=True, help="ONNX file to write")
     p.add_argument("--labels", help="label file, one class per line (default: the checkpoint's own label set)")
@@ -46,6 +47,13 @@ def run(args) -> int:
         report = export_resnet3d(args.arch, args.weights, args.output, labels=args.labels,
                                  clip_length=args.clip_length, size=args.size, mean=args.mean, std=args.std,
                                  allow_pickle=args.allow_pickle, check_parity=not args.no_parity)
+    elif args.arch in IG65M_ARCHS:
+        if args.mean or args.std:
+            raise ModelError(f"--mean/--std of {args.arch} are ig65m-pytorch's; they cannot be changed")
+        from .ig65m import export_r2plus1d_34
+
+        report = export_r2plus1d_34(args.weights, args.output, labels=args.labels, clip_length=args.clip_length,
+                                    size=args.size, allow_pickle=args.allow_pickle, check_parity=not args.no_parity)
     else:
         if args.mean or args.std:
             raise ModelError(f"--mean/--std come from torchvision's metadata for {args.arch}; they cannot be changed")

@@ -24,11 +24,17 @@ def to_fp16(model: str, output: str) -> None:
     import onnx
     from onnxconverter_common import float16
 
-    from actionnet.errors import ModelError
+    from actionnet.errors import ModelError, OutputError
 
     if not os.path.isfile(model):
         raise ModelError(f"model file not found: {model}")
-    m = onnx.load(model)
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {output}: folder {folder} does not exist")
+    try:
+        m = onnx.load(model)
+    except Exception as e:  # protobuf DecodeError and friends
+        raise ModelError(f"{model} is not an ONNX model ({type(e).__name__})") from None
     # Cast stays FP32: raw-frame models cast uint8 frames to float first, and the converter
     # retypes a Cast's output without its "to" attribute (an invalid graph).
     h = float16.convert_float_to_float16(m, keep_io_types=True,
@@ -38,8 +44,13 @@ def to_fp16(model: str, output: str) -> None:
         h.metadata_props.add(key=p.key, value=p.value)
     h.metadata_props.add(key="actionnet.precision", value="fp16")
     part = output + f".tmp{os.getpid()}"
-    onnx.save(h, part)
-    os.replace(part, output)
+    try:
+        onnx.save(h, part)
+        os.replace(part, output)
+    except BaseException:  # nothing half-written
+        if os.path.exists(part):
+            os.remove(part)
+        raise
 
 
 def run(args) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import List, Optional
 
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_input_arguments(p)
     c = p.add_argument_group("classification")
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
-    c.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    c.add_argument("--skip-frames", type=int, default=None,
+                   help="frames dropped between stored frames (default: the model's training stride, else 1)")
     c.add_argument("--cadence", type=int, default=1, help="stored frames between classifications (default 1)")
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
@@ -116,6 +118,10 @@ def _run(args, log) -> int:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
         raise UsageError("output would overwrite the input; choose another output path")
+    if args.events and args.events != "-":
+        for what, path in (("input", args.input), ("output", args.output)):
+            if path and os.path.abspath(args.events) == os.path.abspath(path):
+                raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")
     source = open_input(args, log)
     video = events = None
     try:
@@ -159,14 +165,41 @@ def _run(args, log) -> int:
     return 0
 
 
+class _StopBeforeRun:
+    """Until the run loop takes over signals (:class:`~actionnet.pipeline.StopFlag`), SIGTERM
+    interrupts like Ctrl-C: a stop while the model loads or an engine builds (minutes) ends at
+    once, with the outputs removed, instead of a traceback (SIGINT) or a kill (SIGTERM)."""
+
+    def __enter__(self):
+        self._old = None
+        try:
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                self._old = signal.signal(signal.SIGTERM, self._interrupt)
+        except ValueError:  # not the main thread: leave signals alone
+            pass
+        return self
+
+    @staticmethod
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGTERM, self._old)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
     log = sys.stderr
     try:
-        return _run(args, log)
+        with _StopBeforeRun():
+            args = build_parser().parse_args(argv)
+            return _run(args, log)
     except ActionNetError as e:
         print(f"actionnet: error: {e}", file=log)
         return e.exit_code
+    except KeyboardInterrupt:  # the run loop handles its own stops; this one came before it
+        print("actionnet: stopped before the first frame; nothing written", file=log)
+        return 0
 
 
 if __name__ == "__main__":

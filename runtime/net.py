@@ -51,12 +51,12 @@ class ActionNet:
 
     def __init__(self, network: Optional[str] = "resnet-18", model: Optional[str] = None, labels: Optional[str] = None,
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
-                 top_k: int = 5, skip_frames: int = 1, cadence: int = 1, smoothing: float = 0.0,
+                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
                  **overrides):
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-        if skip_frames < 0:
+        if skip_frames is not None and skip_frames < 0:
             raise UsageError(f"--skip-frames must be >= 0, got {skip_frames}")
         if cadence < 1:
             raise UsageError(f"--cadence must be >= 1, got {cadence}")
@@ -78,6 +78,9 @@ class ActionNet:
         self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
                                                    threads=threads, log=log, precision=precision, **overrides)
         s = self.spec
+        if skip_frames is None:  # the stride the model was trained at, else jetson-inference's default
+            skip_frames = s.skip_frames if s.skip_frames is not None else 1
+        self.skip_frames = skip_frames
         self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, skip_frames, cadence)
         self.prepare = FramePreparer(s)
         self.normalize = None if s.raw_input else HostNormalizer(s)

@@ -67,6 +67,9 @@ class ModelSpec:
     mean: Tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: Tuple[float, float, float] = (1.0, 1.0, 1.0)
     sample_fps: Optional[float] = None
+    # Frames dropped between stored frames when the model was trained (actionnet-train writes
+    # it); the runtime uses it unless --skip-frames is given. None: not recorded.
+    skip_frames: Optional[int] = None
     arch: str = ""
     # Names of the fields that came from defaults rather than the model or the user.
     assumed: Tuple[str, ...] = field(default=(), compare=False)
@@ -87,6 +90,7 @@ class ModelSpec:
         check(all(s > 0 for s in self.std), f"std must be positive, got {self.std}")
         check(self.value_scale > 0, f"value scale must be positive, got {self.value_scale}")
         check(len(self.labels) >= 1, "a model needs at least one label")
+        check(self.skip_frames is None or self.skip_frames >= 0, f"skip frames must be >= 0, got {self.skip_frames}")
         if not self.resize_size:
             object.__setattr__(self, "resize_size", _default_resize_size(self.resize_mode, self.height, self.width))
 
@@ -128,7 +132,7 @@ class ModelSpec:
                 raw = props[key]
                 if f.name in ("labels", "resize_size", "mean", "std"):
                     kw[f.name] = tuple(json.loads(raw))
-                elif f.name in ("clip_length", "height", "width"):
+                elif f.name in ("clip_length", "height", "width", "skip_frames"):
                     kw[f.name] = int(raw)
                 elif f.name in ("value_scale", "sample_fps"):
                     kw[f.name] = float(raw)

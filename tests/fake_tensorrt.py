@@ -276,6 +276,7 @@ class FakeCuda:
         self.info = (gpu, cc)
         self.synced = 0
         self.pinned_shapes = []
+        self.closed = 0
 
     def device_info(self):
         return self.info
@@ -305,4 +306,4 @@ class FakeCuda:
         self.synced += 1
 
     def close(self):
-        pass
+        self.closed += 1

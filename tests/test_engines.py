@@ -168,3 +168,36 @@ def test_missing_openvino_is_a_clear_error(synthetic_model, monkeypatch):
     assert choose_engine(str(synthetic_model))[0] == "onnxruntime"
     with pytest.raises(MissingLibraryError, match=r"pip install 'actionnet\[openvino\]'"):
         open_engine(str(synthetic_model), "openvino")
+
+
+# -- review: OpenVINO's errors say why, in one line, and bad thread counts are refused ----------
+
+def test_openvino_error_names_the_reason_not_the_source_line(synthetic_model):
+    from actionnet.engines.openvino import OpenVinoEngine
+
+    with pytest.raises(ModelError) as e:
+        OpenVinoEngine(str(synthetic_model), threads=-1)
+    msg = str(e.value)
+    assert "INFERENCE_NUM_THREADS" in msg and "\n" not in msg and ".cpp:" not in msg, msg
+
+
+def test_cli_text_file_as_model_on_openvino_is_one_clean_line(synthetic_video, tmp_path):
+    model = tmp_path / "text.onnx"
+    model.write_text("hello\n")
+    r = run_cli("--model", model, "--engine", "openvino", synthetic_video("red right slow"), tmp_path / "out.mp4")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    # nothing but our own lines (OpenVINO's other frontends used to log parse errors here)
+    assert all(line.startswith("actionnet") for line in r.stderr.splitlines()), r.stderr
+    errors = [line for line in r.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "cannot load model" in errors[0] and "not a readable ONNX file" in errors[0], r.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.parametrize("engine", ["openvino", "onnxruntime"])
+def test_negative_threads_are_a_usage_error(synthetic_model, synthetic_video, tmp_path, engine):
+    with pytest.raises(UsageError, match="--threads must be >= 0"):
+        open_engine(str(synthetic_model), engine, threads=-1)
+    r = run_cli("--model", synthetic_model, "--engine", engine, "--threads=-2", "--headless",
+                synthetic_video("red right slow"), tmp_path / "out.mp4")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == "actionnet: error: --threads must be >= 0 (0: all cores), got -2"

@@ -332,3 +332,97 @@ def test_detector_engine_profile_from_the_real_yolo_onnx(fake_trt, tmp_path):
     yolo = shared_file("weights/yolov5n.onnx")
     trt_build.build_engine(str(yolo), str(tmp_path / "y.engine"), precision="fp16", max_batch=8)
     assert _plan(tmp_path / "y.engine")["profiles"] == [{"images": [[1, 3, 640, 640]] * 3}]
+
+
+# -- review: CUDA resources are released on every path ----------------------------------------
+
+def test_engine_that_fails_to_open_releases_cuda(fake_trt, synthetic_model, tmp_path):
+    from actionnet.engines.tensorrt import TensorRtEngine
+
+    engine = tmp_path / "m.engine"
+    trt_build.build_engine(str(synthetic_model), str(engine), precision="fp16", device_info=("Xavier", "7.2"))
+    with pytest.raises(ModelError, match="rebuild it on this device"):  # built for another GPU, no ONNX beside
+        TensorRtEngine(str(engine), log=open(os.devnull, "w"))
+    assert fake_trt.closed == 1
+
+
+def test_engine_close_releases_cuda_once(fake_trt, synthetic_model, tmp_path):
+    from actionnet.engines.tensorrt import TensorRtEngine
+
+    engine = tmp_path / "m.engine"
+    trt_build.build_engine(str(synthetic_model), str(engine), precision="fp16", device_info=("Orin (fake)", "8.7"))
+    eng = TensorRtEngine(str(engine))
+    eng.close()
+    eng.close()
+    assert fake_trt.closed == 1
+
+
+def test_build_releases_the_cuda_it_opened(fake_trt, synthetic_model, tmp_path):
+    trt_build.build_engine(str(synthetic_model), str(tmp_path / "m.engine"))  # device_info asked of CUDA
+    assert fake_trt.closed == 1
+
+
+class _FakeCudart:
+    """cuda-python's runtime module, as far as actionnet.engines.cuda uses it; counts what is live."""
+
+    class cudaMemcpyKind:
+        cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost = 1, 2
+
+    def __init__(self):
+        import ctypes
+
+        self._ctypes = ctypes
+        self.host, self.device, self.streams = {}, set(), set()
+        self._next = 1 << 20
+
+    def cudaGetDeviceCount(self):
+        return 0, 1
+
+    def cudaMallocHost(self, n):
+        buf = self._ctypes.create_string_buffer(n)
+        ptr = self._ctypes.addressof(buf)
+        self.host[ptr] = buf
+        return 0, ptr
+
+    def cudaFreeHost(self, ptr):
+        del self.host[ptr]
+        return (0,)
+
+    def cudaMalloc(self, n):
+        self._next += n + 256
+        self.device.add(self._next)
+        return 0, self._next
+
+    def cudaFree(self, ptr):
+        self.device.remove(ptr)
+        return (0,)
+
+    def cudaStreamCreate(self):
+        self._next += 1
+        self.streams.add(self._next)
+        return 0, self._next
+
+    def cudaStreamDestroy(self, s):
+        self.streams.remove(s)
+        return (0,)
+
+
+def test_cuda_python_close_frees_device_memory_and_streams(monkeypatch):
+    from actionnet.engines.cuda import _CudaPython
+
+    rt = _FakeCudart()
+    bindings = type(sys)("cuda.bindings")
+    bindings.runtime = rt
+    monkeypatch.setitem(sys.modules, "cuda", type(sys)("cuda"))
+    monkeypatch.setitem(sys.modules, "cuda.bindings", bindings)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", rt)
+    cuda = _CudaPython()
+    host = cuda.pinned((2, 3), np.float32)
+    assert host.shape == (2, 3) and len(rt.host) == 1
+    cuda.malloc(100)
+    cuda.malloc(50)
+    cuda.stream()
+    assert len(rt.device) == 2 and len(rt.streams) == 1
+    cuda.close()
+    assert rt.host == {} and rt.device == set() and rt.streams == set()
+    cuda.close()  # twice is harmless

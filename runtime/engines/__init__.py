@@ -56,6 +56,8 @@ def open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, 
         raise UsageError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     if precision is not None and precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+    if threads is not None and threads < 0:
+        raise UsageError(f"--threads must be >= 0 (0: all cores), got {threads}")
     if engine == "auto":
         engine, why = choose_engine(path)
         if log is not None:

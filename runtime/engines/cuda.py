@@ -72,7 +72,7 @@ class _CudaPython:
         n = self._ok(rt.cudaGetDeviceCount())
         if n < 1:
             raise MissingLibraryError("cuda-python finds no CUDA device")
-        self._pinned = []
+        self._pinned, self._device, self._streams = [], [], []  # freed by close()
 
     def _ok(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -94,10 +94,12 @@ class _CudaPython:
 
     def malloc(self, nbytes: int):
         ptr = self._ok(self.rt.cudaMalloc(max(1, nbytes)))
+        self._device.append(ptr)
         return ptr, int(ptr)
 
     def stream(self):
         s = self._ok(self.rt.cudaStreamCreate())
+        self._streams.append(s)
         return s, int(s)
 
     def htod(self, dptr: int, host: np.ndarray, stream) -> None:
@@ -112,9 +114,13 @@ class _CudaPython:
         self._ok(self.rt.cudaStreamSynchronize(stream))
 
     def close(self):
+        for s in self._streams:
+            self.rt.cudaStreamDestroy(s)
+        for p in self._device:
+            self.rt.cudaFree(p)
         for p in self._pinned:
             self.rt.cudaFreeHost(p)
-        self._pinned = []
+        self._pinned, self._device, self._streams = [], [], []
 
 
 def open_cuda():

@@ -19,6 +19,7 @@ Choices, and why:
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional
 
 import numpy as np
@@ -53,6 +54,14 @@ def cache_dir() -> str:
     return os.path.join(home, "openvino")
 
 
+def _reason(e: Exception) -> str:
+    """The line of an OpenVINO exception that says what is wrong: its text is a chain of
+    "Exception from src/...cpp:84:" and "Check '...' failed at ...cpp:58:" lines around it."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    said = [l for l in lines if not l.startswith("Exception from ") and not re.match(r"Check '.*' failed at ", l)]
+    return (said or lines or [type(e).__name__])[-1]
+
+
 def _shape(partial) -> tuple:
     return tuple(d.get_length() if d.is_static else None for d in partial)
 
@@ -67,6 +76,12 @@ class OpenVinoEngine(Engine):
             raise ModelError(f"model file not found: {path}")
         if precision not in PRECISION_HINTS:
             raise UsageError(f"OpenVINO precision must be one of fp32, fp16, bf16, int8; got {precision!r}")
+        # Read the metadata first: it also proves the file is ONNX, before OpenVINO's other
+        # frontends (TensorFlow text, Paddle...) try it and log their own parse errors.
+        try:
+            metadata = read_metadata(path)
+        except ModelError as e:
+            raise ModelError(f"OpenVINO cannot load model: {e}") from None
         core = ov.Core()
         folder = cache or cache_dir()
         os.makedirs(folder, exist_ok=True)
@@ -78,8 +93,7 @@ class OpenVinoEngine(Engine):
             model = core.read_model(path)
             self.compiled = core.compile_model(model, device, config)
         except RuntimeError as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ModelError(f"OpenVINO cannot load model {path}: {msg}") from None
+            raise ModelError(f"OpenVINO cannot load model {path}: {_reason(e)}") from None
         inputs = self.compiled.inputs
         if len(inputs) != 1:
             raise ModelError(f"model {path} has {len(inputs)} inputs; one clip input expected")
@@ -88,7 +102,7 @@ class OpenVinoEngine(Engine):
         self._ports = {p.get_any_name(): p for p in self.compiled.outputs}
         self.request = self.compiled.create_infer_request()
         self.precision = precision or "fp32"
-        super().__init__(path, info(inputs[0]), tuple(info(p) for p in self.compiled.outputs), read_metadata(path))
+        super().__init__(path, info(inputs[0]), tuple(info(p) for p in self.compiled.outputs), metadata)
 
     def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
         # share_inputs: no copy of the frame window into OpenVINO's tensor; the result is copied

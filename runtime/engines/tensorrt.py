@@ -118,6 +118,13 @@ class TensorRtEngine(Engine):
         from .cuda import open_cuda
 
         self.cuda = open_cuda()
+        try:
+            self._open(trt, path, precision, max_batch, log)
+        except BaseException:  # a failed open must not hold the CUDA context and its buffers
+            self.close()
+            raise
+
+    def _open(self, trt, path, precision, max_batch, log):
         engine_path = resolve_engine(path, self.cuda.device_info(), trt.__version__, precision, max_batch, log)
         header, plan = read_engine(engine_path)
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -171,6 +178,7 @@ class TensorRtEngine(Engine):
         return views[output].copy()
 
     def close(self) -> None:
+        self._host = self._dev = None  # views of pinned memory that cuda.close() frees
         self.context = None
         self.engine = None
         if getattr(self, "cuda", None) is not None:

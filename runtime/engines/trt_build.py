@@ -90,7 +90,10 @@ def build_engine(onnx_path: str, output: str, precision: str = "fp32", max_batch
         from .cuda import open_cuda
 
         cuda = open_cuda()
-        device_info = cuda.device_info()
+        try:
+            device_info = cuda.device_info()
+        finally:
+            cuda.close()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(_network_flags(trt))

@@ -1,0 +1,156 @@
+"""The network to fine-tune: every architecture the export stage knows, its deployment spec, a
+head sized for the user's labels, and which parameters train.
+
+Architectures: ``resnet-18``/``resnet-34`` (3D-ResNets-PyTorch checkpoints), torchvision's video
+models (``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``, ``mvit_*``, ``swin3d_*``), ig65m-pytorch's
+``r2plus1d_34`` and ``tiny3d`` (the small synthetic-test network, for tests and trials). The
+spec (clip length, size, resize, mean, std) is the one the export stage writes for the same
+architecture, so the trained model is deployed exactly as it was trained.
+
+``--weights`` loads every backbone tensor strictly (the first key that does not fit is named)
+and drops the checkpoint's head, whatever its size: the head is new, one output per label.
+
+Modes: ``linear`` trains the head only (a linear probe: the backbone, BatchNorm statistics
+included, stays frozen), ``last`` the last stage and the head, ``full`` everything.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from actionnet.errors import ModelError, UsageError
+from actionnet.spec import ModelSpec
+
+from ..action import RESNET3D_ARCHS, resnet3d_spec
+from ..torchvision_models import ARCHS as TORCHVISION_ARCHS
+
+TINY = "tiny3d"
+ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34", TINY)
+MODES = ("linear", "last", "full")
+
+
+def head_prefix(arch: str) -> str:
+    if arch in RESNET3D_ARCHS or arch.startswith(("r3d", "mc3", "r2plus1d")):
+        return "fc."
+    if arch == "s3d":
+        return "classifier.1."
+    if arch.startswith("mvit"):
+        return "head.1."
+    if arch.startswith("swin3d"):
+        return "head."
+    if arch == TINY:
+        return "13."
+    raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+
+
+def last_stage_prefixes(model: nn.Module, arch: str) -> Tuple[str, ...]:
+    """Parameter name prefixes of the last stage (what ``--mode last`` trains besides the head)."""
+    if hasattr(model, "layer4"):
+        return ("layer4.",)
+    if arch == TINY:
+        return ("8.", "9.")
+    for container in ("blocks", "features"):
+        seq = getattr(model, container, None)
+        if seq is not None:
+            extra = ("norm.",) if hasattr(model, "norm") else ()
+            return (f"{container}.{len(seq) - 1}.",) + extra
+    raise ModelError(f"no last stage known for {arch}")
+
+
+def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_length: Optional[int] = None,
+          size: Optional[int] = None, allow_pickle: bool = False, log=None) -> Tuple[nn.Module, ModelSpec]:
+    """The network (taking normalised [N, 3, T, H, W]) with a new head, and its deployment spec."""
+    labels = tuple(labels)
+    n = len(labels)
+    if arch in RESNET3D_ARCHS:
+        from ..resnet3d import resnet3d
+
+        model, spec = resnet3d(arch, n), resnet3d_spec(arch, labels, clip_length, size)
+    elif arch in TORCHVISION_ARCHS:
+        from ..torchvision_models import build as tv_build
+        from ..torchvision_models import default_weights, spec_from_weights
+
+        spec = spec_from_weights(arch, default_weights(arch, weights), labels, clip_length, size)
+        model = tv_build(arch, n)
+    elif arch == "r2plus1d_34":
+        from .. import ig65m
+
+        model = ig65m.r2plus1d_34(n)
+        # ig65m-pytorch sets momentum 0.9, Caffe2's number in PyTorch's opposite convention: running
+        # statistics would follow the last batch alone. Fine for inference, wrong for fine-tuning, so
+        # training uses PyTorch's 0.1; eps (1e-3) changes the numbers and stays as published.
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm3d):
+                m.momentum = 0.1
+        spec = ig65m.spec(labels, clip_length or ig65m.clip_length_of(weights), size or 112)
+    elif arch == TINY:
+        from ..synthetic import test_model_spec, tiny_net
+
+        model, spec = tiny_net(n), test_model_spec(labels)
+        if clip_length or size:
+            spec = spec.replace(clip_length=clip_length or spec.clip_length, height=size or spec.height,
+                                width=size or spec.width, resize_size=(size or spec.height,))
+    else:
+        raise UsageError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    if weights:
+        load_backbone(model, arch, weights, allow_pickle)
+        if log is not None:
+            print(f"actionnet-train: backbone from {weights}; new head: {n} classes", file=log)
+    return model, spec
+
+
+def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool = False) -> None:
+    """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
+    from ..checkpoints import read_state_dict
+
+    head = head_prefix(arch)
+    state = {k: v for k, v in read_state_dict(weights, allow_pickle).items() if not k.startswith(head)}
+    want = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
+    for k, v in want.items():
+        if k not in state:
+            raise ModelError(f"checkpoint {weights} does not fit {arch}: missing key {k!r} (model shape {list(v.shape)})")
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise ModelError(f"checkpoint {weights} does not fit {arch}: key {k!r} has shape {list(state[k].shape)}, "
+                             f"the model wants {list(v.shape)}")
+    extra = [k for k in state if k not in want]
+    if extra:
+        raise ModelError(f"checkpoint {weights} does not fit {arch}: unexpected key {extra[0]!r}, "
+                         f"{len(extra)} unexpected in all")
+    model.load_state_dict(state, strict=False)
+
+
+class Trainable:
+    """Which parameters train in a mode, and a ``train()`` that keeps frozen BatchNorms frozen."""
+
+    def __init__(self, model: nn.Module, arch: str, mode: str):
+        if mode not in MODES:
+            raise UsageError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.model, self.mode = model, mode
+        if mode == "full":
+            prefixes: Tuple[str, ...] = ("",)
+        elif mode == "last":
+            prefixes = last_stage_prefixes(model, arch) + (head_prefix(arch),)
+        else:
+            prefixes = (head_prefix(arch),)
+        self.names: List[str] = []
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(prefixes))
+            if p.requires_grad:
+                self.names.append(name)
+        self._frozen_norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                              and not any(p.requires_grad for p in m.parameters(recurse=False))]
+
+    def parameters(self) -> List[nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def train(self) -> None:
+        self.model.train()
+        for m in self._frozen_norms:
+            m.eval()
+
+    def counts(self) -> Dict[str, int]:
+        total = sum(p.numel() for p in self.model.parameters())
+        return {"trainable": sum(p.numel() for p in self.parameters()), "total": total}
