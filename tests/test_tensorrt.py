@@ -94,6 +94,7 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
     (lambda b: b[:-3] + bytes([b[-3] ^ 0xFF]) + b[-2:], "corrupt"),
     (lambda b: b"\x00" * 64, "not an actionnet engine"),
     (lambda b: b[:8] + b"\xff\xff\xff\x7f" + b[12:], "corrupt"),
+    (lambda b: b[:8] + b"\x02\x00\x00\x00[]", "corrupt"),  # a header that is JSON but not an object
 ])
 def test_damaged_engine_files_are_detected(tmp_path, damage, text):
     path = tmp_path / "m.engine"

@@ -116,7 +116,7 @@ def _read_head(f, path) -> Tuple[EngineHeader, int]:
         raise EngineFileError(f"engine file {path} is truncated (header)")
     try:
         return EngineHeader.from_json(data), len(MAGIC) + _LEN.size + n
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError, AttributeError) as e:  # AttributeError: JSON, but not an object
         raise EngineFileError(f"engine file {path} is corrupt (header: {e})") from None
 
 
