@@ -96,15 +96,15 @@ class PersonActionNet:
     """
 
     def __init__(self, model: str, detector: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
-                 output_blob: Optional[str] = None, threshold: float = 0.01, top_k: int = 5, skip_frames: int = 1,
-                 cadence: int = 1, smoothing: float = 0.0, engine: str = "auto", threads: Optional[int] = None,
+                 output_blob: Optional[str] = None, threshold: float = 0.01, top_k: int = 5,
+                 skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0, engine: str = "auto", threads: Optional[int] = None,
                  person_conf: float = 0.25, nms_iou: float = 0.45, detector_classes=("person",),
                  detector_layout: Optional[str] = None, track_timeout: int = 30, context: float = 1.2,
                  crop_mode: str = "anchored", max_batch: int = 16, log=sys.stderr, precision: Optional[str] = None,
                  **overrides):
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-        if skip_frames < 0 or cadence < 1 or top_k < 1 or not 0.0 <= smoothing < 1.0:
+        if (skip_frames is not None and skip_frames < 0) or cadence < 1 or top_k < 1 or not 0.0 <= smoothing < 1.0:
             raise UsageError("need --skip-frames >= 0, --cadence >= 1, --top-k >= 1 and 0 <= --smoothing < 1")
         if context < 1.0:
             raise UsageError(f"--crop-context must be >= 1 (the crop holds the whole box), got {context}")
@@ -121,6 +121,8 @@ class PersonActionNet:
             self.detector.close()
             raise
         s = self.spec
+        if skip_frames is None:  # the stride the model was trained at, else jetson-inference's default
+            skip_frames = s.skip_frames if s.skip_frames is not None else 1
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
                                    new_track=max(0.5, person_conf), max_age=track_timeout)
         self.skip_frames, self.cadence, self.context, self.crop_mode = skip_frames, cadence, context, crop_mode

@@ -212,3 +212,18 @@ def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path):
         assert len(a) == len(idx)
         for x, y in zip(a, b):
             assert np.array_equal(x, y), idx
+
+
+def test_per_person_mode_uses_the_models_stride_too(synthetic_model, tmp_path):
+    from detector_fakes import square_detector
+
+    from actionnet.persons import PersonActionNet
+
+    model = _with_stride(synthetic_model, tmp_path / "stride2.onnx", 2)
+    det = str(square_detector(tmp_path / "sq.onnx"))
+    with PersonActionNet(str(model), det, log=None) as net:
+        assert net.skip_frames == 2
+    with PersonActionNet(str(model), det, skip_frames=0, log=None) as net:
+        assert net.skip_frames == 0
+    with PersonActionNet(str(synthetic_model), det, log=None) as net:
+        assert net.skip_frames == 1
