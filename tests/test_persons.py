@@ -176,3 +176,35 @@ def test_foreign_fixed_batch_models(tmp_path, batch):
     assert len(calls) == (n if batch == 1 else n // 2)  # two tracks due together: one padded call
     got = {items[0][1][1] < 60: {lab for lab, _ in items} for items in per_track.values()}
     assert got == {True: {"red"}, False: {"blue"}}
+
+
+def test_reconnect_resets_tracks_without_reusing_ids(tmp_path, synthetic_model):
+    """A live source that reconnects (its ``generation`` changes) starts fresh tracks and clips:
+    open segments are closed, buffers pooled, and new ids never repeat old ones."""
+    from actionnet.persons import run_persons
+    from actionnet.sinks import EventSink
+
+    frames, _ = squares_frames(MOVERS, frames=24)
+
+    class Flaky:
+        generation = 0
+        fps = 30.0
+
+        def __iter__(self):
+            for i, f in enumerate(frames):
+                if i == 12:
+                    self.generation += 1
+                yield f, i / 30
+
+    det = square_detector(tmp_path / "sq.onnx")
+    ev = tmp_path / "ev.jsonl"
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
+                         log=None) as net:
+        stats = run_persons(Flaky(), net, events=EventSink(str(ev)))
+    events = [json.loads(line) for line in ev.read_text().splitlines()]
+    assert stats.frames == 24
+    before = {e["track_id"] for e in events if e["event"] == "classification" and e["frame"] < 12}
+    after = {e["track_id"] for e in events if e["event"] == "classification" and e["frame"] >= 12}
+    assert len(before) == 2 and len(after) == 2 and not before & after
+    closed_at_reconnect = [e for e in events if e["event"] == "segment" and e["end_frame"] < 12]
+    assert {e["track_id"] for e in closed_at_reconnect} == before
