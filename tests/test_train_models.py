@@ -117,10 +117,10 @@ def test_ig65m_export_with_parity_and_metadata(tmp_path):
 def test_ig65m_head_without_label_map_needs_labels(tmp_path):
     from actionnet.export.ig65m import r2plus1d_34
 
-    torch.save(r2plus1d_34(359).state_dict(), tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")
+    torch.save(r2plus1d_34(487).state_dict(), tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")
     r = run_cli("action", "--arch", "r2plus1d_34", "--weights", tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth",
                 "--output", tmp_path / "x.onnx", module="actionnet.export.cli")
-    assert r.returncode != 0 and "359 classes" in r.stderr and "--labels" in r.stderr
+    assert r.returncode != 0 and "487 classes" in r.stderr and "--labels" in r.stderr
 
 
 # -- clips equal what the runtime feeds ---------------------------------------------------------
