@@ -64,10 +64,12 @@ def _frames(src: str) -> Iterator[np.ndarray]:
             yield frame
 
 
-def clips_from(folder: str, spec: ModelSpec, skip_frames: int = 1, max_clips: Optional[int] = None,
+def clips_from(folder: str, spec: ModelSpec, skip_frames: Optional[int] = None, max_clips: Optional[int] = None,
                per_source: Optional[int] = None) -> List[np.ndarray]:
     """Model inputs [1, ...] of consecutive, non-overlapping windows of T stored frames
     (``skip_frames`` dropped between stored frames, as ``actionnet --skip-frames``)."""
+    if skip_frames is None:  # the stride the model was trained at, as the runtime takes it
+        skip_frames = spec.skip_frames if spec.skip_frames is not None else 1
     prepare = FramePreparer(spec)
     norm = None if spec.raw_input else HostNormalizer(spec)
     t = spec.clip_length

@@ -1,12 +1,12 @@
 """R(2+1)D-34 as published with IG-65M pretraining (moabitcoin/ig65m-pytorch, converted from
 Facebook's VMZ Caffe2 models), so that its checkpoints load key for key:
 
-* ``r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth``: 8x112x112, 359 IG-65M classes;
-* ``r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth``: 32x112x112, 487 IG-65M classes;
+* ``r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth``: 8x112x112, 487 IG-65M classes;
+* ``r2plus1d_34_clip32_ig65m_from_scratch-449a7af9.pth``: 32x112x112, 359 IG-65M classes;
 * ``r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth`` and
   ``r2plus1d_34_clip32_ft_kinetics_from_ig65m-ade133f1.pth``: their Kinetics-400 fine-tunes.
 
-(Class counts as ig65m-pytorch's ``models.py`` and README state them. No label map exists for
+(Class counts as ig65m-pytorch's model functions assert them for the pretrained heads. No label map exists for
 the IG-65M heads; the Kinetics fine-tunes use the 400 Kinetics classes.)
 
 It is torchvision's VideoResNet with R(2+1)D blocks, [3, 4, 6, 3], with two differences from

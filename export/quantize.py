@@ -25,7 +25,7 @@ def add_arguments(p):
     p.add_argument("model", help="FP32 ONNX written by actionnet-export (carries its preprocessing)")
     p.add_argument("--calib", required=True, help="folder of videos, images or image folders")
     p.add_argument("--output", required=True, help="INT8 QDQ ONNX to write")
-    p.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    p.add_argument("--skip-frames", type=int, help="frames dropped between stored frames (default: the model's training stride, else 1)")
     p.add_argument("--max-clips", type=int, default=64, help="clips read from the folder (default 64)")
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of clips held back for the check (default 0.25)")
     p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (default 0.97)")
@@ -37,7 +37,7 @@ def add_arguments(p):
                    help="activation type: s8 symmetric (TensorRT needs it, default) or u8 asymmetric")
 
 
-def quantize(model: str, calib: str, output: str, skip_frames: int = 1, max_clips: int = 64, holdout: float = 0.25,
+def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: int = 64, holdout: float = 0.25,
              min_agreement: float = 0.97, force: bool = False, method: str = "minmax", per_channel: bool = True,
              activations: str = "s8", log=sys.stderr):
     """Quantise ``model``; returns the :class:`~actionnet.export.agreement.Agreement` on the

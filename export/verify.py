@@ -20,12 +20,12 @@ def add_arguments(p):
     p.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
                    help="backend that runs MODEL (default auto)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="precision for MODEL's backend")
-    p.add_argument("--skip-frames", type=int, default=1, help="frames dropped between stored frames (default 1)")
+    p.add_argument("--skip-frames", type=int, help="frames dropped between stored frames (default: the model's training stride, else 1)")
     p.add_argument("--max-clips", type=int, default=32, help="clips read (default 32)")
     p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (default 0.97)")
 
 
-def verify(model: str, against: str, clips_dir: str, engine: str = "auto", precision=None, skip_frames: int = 1,
+def verify(model: str, against: str, clips_dir: str, engine: str = "auto", precision=None, skip_frames=None,
            max_clips: int = 32, log=sys.stderr):
     from actionnet.engines import open_engine
     from actionnet.engines.onnxruntime import OnnxRuntimeEngine

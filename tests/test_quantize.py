@@ -41,6 +41,9 @@ def test_calibration_clips_are_prepared_like_the_runtime(synthetic_model, synthe
     np.testing.assert_array_equal(clips[1][0], windows[8])  # frames 8..15: non-overlapping
     # skip_frames=1 keeps every other frame: 15 stored frames, one clip
     assert len(clips_from(str(folder), spec, skip_frames=1)) == 1
+    # no stride given: the model's recorded training stride, as the runtime takes it
+    np.testing.assert_array_equal(clips_from(str(folder), spec.replace(skip_frames=0))[1], clips[1])
+    assert len(clips_from(str(folder), spec.replace(skip_frames=2))) == 1  # 10 stored frames
 
 
 def test_sources_and_split(tmp_path):

@@ -117,10 +117,10 @@ def test_ig65m_export_with_parity_and_metadata(tmp_path):
 def test_ig65m_head_without_label_map_needs_labels(tmp_path):
     from actionnet.export.ig65m import r2plus1d_34
 
-    torch.save(r2plus1d_34(359).state_dict(), tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")
+    torch.save(r2plus1d_34(487).state_dict(), tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth")
     r = run_cli("action", "--arch", "r2plus1d_34", "--weights", tmp_path / "r2plus1d_34_clip8_ig65m_from_scratch-9bae36ae.pth",
                 "--output", tmp_path / "x.onnx", module="actionnet.export.cli")
-    assert r.returncode != 0 and "359 classes" in r.stderr and "--labels" in r.stderr
+    assert r.returncode != 0 and "487 classes" in r.stderr and "--labels" in r.stderr
 
 
 # -- clips equal what the runtime feeds ---------------------------------------------------------
@@ -212,3 +212,18 @@ def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path):
         assert len(a) == len(idx)
         for x, y in zip(a, b):
             assert np.array_equal(x, y), idx
+
+
+def test_per_person_mode_uses_the_models_stride_too(synthetic_model, tmp_path):
+    from detector_fakes import square_detector
+
+    from actionnet.persons import PersonActionNet
+
+    model = _with_stride(synthetic_model, tmp_path / "stride2.onnx", 2)
+    det = str(square_detector(tmp_path / "sq.onnx"))
+    with PersonActionNet(str(model), det, log=None) as net:
+        assert net.skip_frames == 2
+    with PersonActionNet(str(model), det, skip_frames=0, log=None) as net:
+        assert net.skip_frames == 0
+    with PersonActionNet(str(synthetic_model), det, log=None) as net:
+        assert net.skip_frames == 1
