@@ -25,6 +25,7 @@ from .errors import ZooError
 
 
 def cache_dir() -> str:
+    """``$ACTIONNET_HOME``, default ``~/.cache/actionnet``: the zoo's files and every engine cache."""
     return os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
 
 

@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import MissingLibraryError, ModelError
+from ..zoo import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 
 _DTYPES = {
@@ -33,7 +34,7 @@ def _import():
 
 
 def _trt_cache_dir() -> str:
-    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    home = actionnet_home()
     return os.path.join(home, "ort-tensorrt")
 
 

@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import MissingLibraryError, ModelError, UsageError
+from ..zoo import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .onnxmeta import read_metadata
 
@@ -50,7 +51,7 @@ def available() -> bool:
 
 
 def cache_dir() -> str:
-    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    home = actionnet_home()
     return os.path.join(home, "openvino")
 
 

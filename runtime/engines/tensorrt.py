@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ModelError
+from ..zoo import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
 
@@ -40,7 +41,7 @@ def is_engine_file(path: str) -> bool:
 
 
 def cache_dir() -> str:
-    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    home = actionnet_home()
     return os.path.join(home, "tensorrt")
 
 

@@ -14,6 +14,7 @@ import sys
 from typing import Optional, Sequence, Tuple
 
 from ..errors import MissingLibraryError, ModelError, UsageError
+from ..zoo import cache_dir as actionnet_home
 from .header import EngineHeader, write_engine
 from .onnxmeta import read_metadata, sha256_file
 
@@ -57,7 +58,7 @@ def profile_shapes(name: str, shape: Sequence, max_batch: int, opt_batch: Option
 
 
 def default_timing_cache() -> str:
-    home = os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+    home = actionnet_home()
     return os.path.join(home, "tensorrt", "timing.cache")
 
 
