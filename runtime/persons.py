@@ -302,7 +302,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
     """The per-person run loop; same contract as :func:`actionnet.pipeline.run` (stoppable at
     any frame; the video and the events are finalised, open segments closed, on any stop)."""
     from .person_overlay import PersonOverlay
-    from .pipeline import RunStats
+    from .pipeline import RunStats, end_run, running
 
     stats = RunStats(timer=net.timer)
     timer = net.timer
@@ -315,7 +315,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
         source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
-        while not (stop and stop.stopped) and not getattr(video, "stopped", False):
+        while running(stop, video, events):
             t0 = clock()
             try:
                 frame, t = next(frames)
@@ -345,13 +345,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
     except KeyboardInterrupt:
         keep = interrupted = True
     finally:
-        stats.stopped = bool(stop and stop.stopped) or interrupted
-        stats.seconds = clock() - start
-        stats.dropped = getattr(source, "dropped", 0)
-        if progress is not None:
-            progress.close()
-        if video is not None:
-            video.close(keep=keep)
+        end_run(stats, source, start, stop, interrupted, events, progress, video, keep)
         if events is not None:
             try:
                 for e in net.finish():

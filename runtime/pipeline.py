@@ -105,8 +105,7 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
         source.stop_when(lambda: stop.stopped)
     try:
         frames = iter(source)
-        while not (stop and stop.stopped) and not getattr(video, "stopped", False) \
-                and not getattr(events, "stopped", False):
+        while running(stop, video, events):
             t0 = clock()
             try:
                 frame, t = next(frames)
@@ -143,13 +142,27 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     except KeyboardInterrupt:
         keep = interrupted = True
     finally:
-        stats.stopped = bool(stop and stop.stopped) or interrupted or getattr(events, "stopped", False)
-        stats.seconds = clock() - start
-        stats.dropped = getattr(source, "dropped", 0)
-        if progress is not None:
-            progress.close()
-        if video is not None:
-            video.close(keep=keep)
+        end_run(stats, source, start, stop, interrupted, events, progress, video, keep)
         if events is not None:
             events.close()
     return stats
+
+
+def running(stop, video, events) -> bool:
+    """Go on unless a signal came, the window was closed, or the reader of the events left."""
+    return not (stop and stop.stopped) and not getattr(video, "stopped", False) \
+        and not getattr(events, "stopped", False)
+
+
+def end_run(stats: RunStats, source, start: float, stop, interrupted: bool, events, progress, video,
+            keep: bool) -> None:
+    """What every run loop does on its way out, however it ends: why it stopped (a signal, Ctrl-C,
+    or a reader that closed the events pipe), its duration and drops, and the video finalised
+    (``keep``) or removed. Events are left to the caller, which may have last words to write."""
+    stats.stopped = bool(stop and stop.stopped) or interrupted or getattr(events, "stopped", False)
+    stats.seconds = time.perf_counter() - start
+    stats.dropped = getattr(source, "dropped", 0)
+    if progress is not None:
+        progress.close()
+    if video is not None:
+        video.close(keep=keep)

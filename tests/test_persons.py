@@ -208,3 +208,29 @@ def test_reconnect_resets_tracks_without_reusing_ids(tmp_path, synthetic_model):
     assert len(before) == 2 and len(after) == 2 and not before & after
     closed_at_reconnect = [e for e in events if e["event"] == "segment" and e["end_frame"] < 12]
     assert {e["track_id"] for e in closed_at_reconnect} == before
+
+
+def test_events_reader_that_goes_away_stops_the_persons_run(tmp_path, synthetic_model):
+    """As in whole-frame mode: when the reader of ``--events=-`` leaves, the run stops as on Ctrl-C."""
+    from actionnet.persons import run_persons
+
+    frames, _ = squares_frames(MOVERS, frames=40)
+
+    class LeavingReader:  # an EventSink whose pipe broke on the first write
+        stopped = False
+        written = 0
+
+        def write(self, event):
+            self.written += 1
+            self.stopped = True
+
+        def close(self):
+            pass
+
+    det = square_detector(tmp_path / "sq.onnx")
+    events = LeavingReader()
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
+                         log=None) as net:
+        stats = run_persons(((f, i / 30) for i, f in enumerate(frames)), net, events=events)
+    assert events.written >= 1 and stats.stopped
+    assert stats.frames < 40  # it stopped at the frame of the first event, not at the end
