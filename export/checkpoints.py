@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 import torch
 
@@ -31,20 +31,26 @@ def read_state_dict(path: str, allow_pickle: bool = False) -> Dict[str, torch.Te
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in ckpt.items()}
 
 
-def load_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model``, refusing with the first mismatching key and its shapes."""
-    want = model.state_dict()
+def load_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str, what: str = "",
+                skip_prefix: Optional[str] = None) -> None:
+    """Load ``state`` into ``model``, refusing with the first mismatching key and its shapes.
+
+    ``skip_prefix`` leaves those tensors out on both sides (a head about to be replaced);
+    ``what`` names the architecture in the message."""
+    if skip_prefix:
+        state = {k: v for k, v in state.items() if not k.startswith(skip_prefix)}
+    want = {k: v for k, v in model.state_dict().items() if not (skip_prefix and k.startswith(skip_prefix))}
+    fit = f"checkpoint {source} does not fit{' ' + what if what else ''}"
     for k, v in want.items():
         if k not in state:
-            raise ModelError(f"checkpoint {source} does not fit: missing key {k!r} (model shape {list(v.shape)})")
+            raise ModelError(f"{fit}: missing key {k!r} (model shape {list(v.shape)})")
         if tuple(state[k].shape) != tuple(v.shape):
-            raise ModelError(f"checkpoint {source} does not fit: key {k!r} has shape {list(state[k].shape)}, "
-                             f"the model wants {list(v.shape)}")
+            raise ModelError(f"{fit}: key {k!r} has shape {list(state[k].shape)}, the model wants {list(v.shape)}")
     extra = [k for k in state if k not in want]
     if extra:
-        raise ModelError(f"checkpoint {source} does not fit: unexpected key {extra[0]!r} "
-                         f"(shape {list(state[extra[0]].shape)}), {len(extra)} unexpected in all")
-    model.load_state_dict(state, strict=True)
+        raise ModelError(f"{fit}: unexpected key {extra[0]!r} (shape {list(state[extra[0]].shape)}), "
+                         f"{len(extra)} unexpected in all")
+    model.load_state_dict(state, strict=not skip_prefix)
 
 
 def head_classes(state: Dict[str, torch.Tensor], key: str):

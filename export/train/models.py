@@ -104,22 +104,9 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
 
 def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool = False) -> None:
     """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
-    from ..checkpoints import read_state_dict
+    from ..checkpoints import load_strict, read_state_dict
 
-    head = head_prefix(arch)
-    state = {k: v for k, v in read_state_dict(weights, allow_pickle).items() if not k.startswith(head)}
-    want = {k: v for k, v in model.state_dict().items() if not k.startswith(head)}
-    for k, v in want.items():
-        if k not in state:
-            raise ModelError(f"checkpoint {weights} does not fit {arch}: missing key {k!r} (model shape {list(v.shape)})")
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise ModelError(f"checkpoint {weights} does not fit {arch}: key {k!r} has shape {list(state[k].shape)}, "
-                             f"the model wants {list(v.shape)}")
-    extra = [k for k in state if k not in want]
-    if extra:
-        raise ModelError(f"checkpoint {weights} does not fit {arch}: unexpected key {extra[0]!r}, "
-                         f"{len(extra)} unexpected in all")
-    model.load_state_dict(state, strict=False)
+    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch))
 
 
 class Trainable:
