@@ -166,6 +166,12 @@ class RtpSink:
             finally:
                 self._container.close()
                 self._container = None
+        if self.sdp_path is not None:  # the stream is over: a player given this file would wait forever
+            try:
+                os.remove(self.sdp_path)
+            except OSError:
+                pass
+            self.sdp_path = None
 
 
 class RtspSink:

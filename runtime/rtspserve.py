@@ -12,6 +12,7 @@ many clients watch. Set ``ACTIONNET_GST_PYTHON`` to pick the interpreter (defaul
 from __future__ import annotations
 
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -85,14 +86,20 @@ class RtspServer:
         self._log = tempfile.TemporaryFile(mode="w+", prefix="actionnet-rtsp-")
         self.proc = subprocess.Popen([self.python, "-c", HELPER, self.host, str(self.port), self.path,
                                       str(self.rtp_port)], stdout=subprocess.PIPE, stderr=self._log, text=True)
-        line = self.proc.stdout.readline()  # "ready", or EOF when the helper failed
+        # "ready", or EOF when the helper failed; a helper that hangs (a GStreamer plugin waiting
+        # on something) must not hang the run: after ``timeout`` it is killed and reported.
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
         if line.strip() != "ready":
+            if not ready:
+                self.proc.kill()
             self.proc.wait(timeout=timeout)
             self.proc.stdout.close()
             self._log.seek(0)
             err = self._log.read().strip().splitlines()
             self._log.close()
-            reason = err[-1] if err else f"exit code {self.proc.returncode}"
+            reason = err[-1] if err else (f"exit code {self.proc.returncode}" if ready else
+                                          f"the helper did not start within {timeout:g} s")
             self.proc = None
             if "gi" in reason and ("No module" in reason or "Namespace" in reason):
                 raise MissingLibraryError(f"RTSP output needs gst-rtsp-server for {self.python}: apt-get install "

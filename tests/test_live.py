@@ -447,6 +447,31 @@ def test_rtsp_helper_that_logs_a_lot_is_never_blocked(tmp_path):
     assert srv.proc is None
 
 
+def test_rtsp_helper_that_never_gets_ready_is_killed_and_reported(tmp_path):
+    """A helper stuck before "ready" (a plugin waiting on something) must not hang the run."""
+    from actionnet.errors import OutputError
+    from actionnet.rtspserve import RtspServer
+
+    fake = tmp_path / "fake-python"
+    fake.write_text("#!/bin/sh\nexec sleep 60\n")
+    fake.chmod(0o755)
+    t0 = time.monotonic()
+    with pytest.raises(OutputError, match="did not start within 0.5 s"):
+        RtspServer(8554, "/x", python=str(fake)).start(timeout=0.5)
+    assert time.monotonic() - t0 < 10
+
+
+def test_rtp_output_removes_its_sdp_file_when_the_stream_ends():
+    from actionnet.outputs import RtpSink
+
+    sink = RtpSink("127.0.0.1", 5999, 20.0)
+    assert sink.sdp_path is not None and os.path.exists(sink.sdp_path)
+    path = sink.sdp_path
+    sink.write(np.zeros((64, 64, 3), np.uint8))
+    sink.close()
+    assert not os.path.exists(path)
+
+
 def test_a_stream_that_opens_but_never_sends_gives_up_after_the_reconnect_timeout():
     """A silent RTP port or a server that accepts and sends nothing: every reopen succeeds and
     every read times out. That is not a reconnect; the loss clock runs until a frame arrives."""
