@@ -9,7 +9,6 @@ output video and the events and exits 0.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 from typing import List, Optional
@@ -104,28 +103,23 @@ def _add_person_arguments(p) -> None:
 
 
 def _run(args, log) -> int:
+    from .live import check_paths, open_input, run_with_outputs
+
+    if not 0.0 <= args.threshold <= 1.0:
+        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    check_paths(args)
     if args.persons or args.detector:
         from .persons import cli_run
 
         return cli_run(args, log)
+    from functools import partial
+
     from .net import ActionNet
     from .overlay import Overlay
-    from .pipeline import Progress, StopFlag, run
-    from .sinks import EventSink
-    from .live import open_input, open_video_output
+    from .pipeline import run
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
-        raise UsageError("output would overwrite the input; choose another output path")
-    if args.events and args.events != "-":
-        for what, path in (("input", args.input), ("output", args.output)):
-            if path and os.path.abspath(args.events) == os.path.abspath(path):
-                raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")
     source = open_input(args, log)
-    video = events = None
     try:
-        # Open outputs only once the source and the model are known good: nothing half-written.
         net = ActionNet(network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
                         output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
                         skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
@@ -133,22 +127,10 @@ def _run(args, log) -> int:
                         mean=args.mean, std=args.std,
                         value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
                         output_kind=args.output_kind)
-        if args.events:
-            events = EventSink(args.events)
-        video = open_video_output(args, source, log)
-        print(f"actionnet: {source.describe()} -> {args.output or '-'}; model {net.engine.path} "
-              f"({net.spec.clip_length}x{net.spec.height}x{net.spec.width}, {net.spec.num_classes} classes, "
-              f"{net.engine.name})", file=log)
-        show = not args.no_progress and log.isatty()
-        progress = Progress(source.frame_count, log) if show else None
-        with StopFlag() as stop:
-            stats = run(source, net, video=video, events=events, overlay=Overlay(), progress=progress, stop=stop)
-    except BaseException:
-        if video is not None:
-            video.close(keep=False)
-        if events is not None:
-            events.close()
-        raise
+        s = net.spec
+        stats = run_with_outputs(args, source, net, partial(run, overlay=Overlay()), log=log,
+                                 banner=f"model {net.engine.path} ({s.clip_length}x{s.height}x{s.width}, "
+                                        f"{s.num_classes} classes, {net.engine.name})")
     finally:
         source.close()
     last = net.last

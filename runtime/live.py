@@ -171,3 +171,39 @@ def open_video_output(args, source, log=sys.stderr):
     if uri is None:
         return None
     return open_output(uri, getattr(source, "rate", source.fps), log=log, headless=args.headless)
+
+
+def check_paths(args) -> None:
+    """Refuse, before anything is opened, outputs that would overwrite the input or each other."""
+    import os
+
+    if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
+        raise UsageError("output would overwrite the input; choose another output path")
+    if args.events and args.events != "-":
+        for what, path in (("input", args.input), ("output", args.output)):
+            if path and os.path.abspath(args.events) == os.path.abspath(path):
+                raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")
+
+
+def run_with_outputs(args, source, net, loop, banner: str, log=sys.stderr):
+    """Open the events and the video only now that the source and the model are known good, run
+    ``loop(source, net, video=, events=, progress=, stop=)`` under the stop handler, and on any
+    failure remove what was half-written: the one place both run modes get this right."""
+    from .pipeline import Progress, StopFlag
+    from .sinks import EventSink
+
+    video = events = None
+    try:
+        if args.events:
+            events = EventSink(args.events)
+        video = open_video_output(args, source, log)
+        print(f"actionnet: {source.describe()} -> {args.output or '-'}; {banner}", file=log)
+        progress = Progress(source.frame_count, log) if not args.no_progress and log.isatty() else None
+        with StopFlag() as stop:
+            return loop(source, net, video=video, events=events, progress=progress, stop=stop)
+    except BaseException:
+        if video is not None:
+            video.close(keep=False)
+        if events is not None:
+            events.close()
+        raise

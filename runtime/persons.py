@@ -357,11 +357,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
 
 def cli_run(args, log) -> int:
     """``actionnet --persons ...``: wires source, PersonActionNet and sinks (called by the CLI)."""
-    import os
-
-    from .live import open_input, open_video_output
-    from .pipeline import Progress, StopFlag
-    from .sinks import EventSink
+    from .live import open_input, run_with_outputs
 
     if not args.detector:
         raise UsageError("--persons needs --detector=FILE.onnx (a YOLO person detector; see actionnet-export yolo)")
@@ -369,8 +365,6 @@ def cli_run(args, log) -> int:
         raise UsageError(f"--person-conf must be between 0 and 1, got {args.person_conf}")
     if args.track_timeout < 0:
         raise UsageError(f"--track-timeout must be >= 0 seconds, got {args.track_timeout}")
-    if args.output and os.path.abspath(args.output) == os.path.abspath(args.input):
-        raise UsageError("output would overwrite the input; choose another output path")
     model, labels = args.model, args.labels
     overrides = dict(mean=args.mean, std=args.std, value_scale=args.value_scale, color_order=args.color_order,
                      resize_mode=args.resize_mode, output_kind=args.output_kind)
@@ -385,7 +379,7 @@ def cli_run(args, log) -> int:
             if overrides.get(k) is None:
                 overrides[k] = v
     source = open_input(args, log)
-    video = events = net = None
+    net = None
     try:
         fps = getattr(source, "rate", None) or source.fps or 30.0
         net = PersonActionNet(model, args.detector, labels=labels, input_blob=input_blob, output_blob=output_blob,
@@ -397,25 +391,11 @@ def cli_run(args, log) -> int:
                               track_timeout=int(round(args.track_timeout * float(fps))), context=args.crop_context,
                               crop_mode=args.crop_mode, max_batch=args.max_batch, log=log,
                               precision=getattr(args, "precision", None), **overrides)
-        if args.events:
-            events = EventSink(args.events)
-        video = open_video_output(args, source, log)
         s, d = net.spec, net.detector.spec
-        print(f"actionnet: {source.describe()} -> {args.output or '-'}; per person: detector {args.detector} "
-              f"({d.layout}, {d.height}x{d.width}), model {net.engine.path} ({s.clip_length}x{s.height}x{s.width}, "
-              f"{s.num_classes} classes, {net.engine.name}, "
-              f"{'batch up to ' + str(net.max_batch) if net.batched else 'fixed batch 1: one call per person'})",
-              file=log)
-        show = not args.no_progress and log.isatty()
-        progress = Progress(source.frame_count, log) if show else None
-        with StopFlag() as stop:
-            stats = run_persons(source, net, video=video, events=events, progress=progress, stop=stop)
-    except BaseException:
-        if video is not None:
-            video.close(keep=False)
-        if events is not None:
-            events.close()
-        raise
+        banner = (f"per person: detector {args.detector} ({d.layout}, {d.height}x{d.width}), model {net.engine.path} "
+                  f"({s.clip_length}x{s.height}x{s.width}, {s.num_classes} classes, {net.engine.name}, "
+                  f"{'batch up to ' + str(net.max_batch) if net.batched else 'fixed batch 1: one call per person'})")
+        stats = run_with_outputs(args, source, net, run_persons, banner=banner, log=log)
     finally:
         source.close()
         if net is not None:

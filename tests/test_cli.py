@@ -158,15 +158,19 @@ def test_output_never_overwrites_input(synthetic_model, synthetic_video, tmp_pat
     before = video.read_bytes()
     r = run_cli("--model", synthetic_model, video, video)
     assert r.returncode != 0 and video.read_bytes() == before
+    r = run_cli("--model", synthetic_model, "--persons", "--detector", "det.onnx", video, video)
+    assert r.returncode == 2 and "overwrite the input" in r.stderr and video.read_bytes() == before
 
 
+@pytest.mark.parametrize("mode", [[], ["--persons", "--detector", "det.onnx"]], ids=["whole-frame", "per-person"])
 @pytest.mark.parametrize("target", ["input", "output"])
-def test_events_never_overwrite_the_input_or_the_video(synthetic_model, synthetic_video, tmp_path, target):
+def test_events_never_overwrite_the_input_or_the_video(synthetic_model, synthetic_video, tmp_path, target, mode):
     video = tmp_path / "v.mp4"
     shutil.copy(synthetic_video("red right slow"), video)
     before = video.read_bytes()
     out = tmp_path / "out.mp4"
-    r = run_cli("--model", synthetic_model, "--headless", "--events", video if target == "input" else out, video, out)
+    r = run_cli("--model", synthetic_model, "--headless", *mode, "--events", video if target == "input" else out,
+                video, out)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith(f"actionnet: error: --events would overwrite the {target}")
     assert video.read_bytes() == before and not out.exists()
