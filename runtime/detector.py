@@ -31,9 +31,9 @@ import numpy as np
 from .engines import open_engine
 from .engines.onnxmeta import read_metadata
 from .errors import ModelError, UsageError
+from .spec import PREFIX, SPEC_VERSION
 
 LAYOUTS = ("yolov5", "yolov8", "end2end")
-PREFIX = "actionnet."
 
 COCO80 = (
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
@@ -67,7 +67,7 @@ class DetectorSpec:
             raise ModelError(f"invalid detector input size {self.height}x{self.width}")
 
     def to_metadata(self) -> dict:
-        return {PREFIX + "spec_version": "1", PREFIX + "task": "detector", PREFIX + "detector_layout": self.layout,
+        return {PREFIX + "spec_version": SPEC_VERSION, PREFIX + "task": "detector", PREFIX + "detector_layout": self.layout,
                 PREFIX + "height": str(self.height), PREFIX + "width": str(self.width),
                 PREFIX + "labels": json.dumps(list(self.labels)), PREFIX + "pad_value": str(self.pad_value),
                 PREFIX + "color_order": self.color_order}

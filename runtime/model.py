@@ -19,6 +19,23 @@ from .spec import ModelSpec, foreign_spec, read_labels
 PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
 
 
+def resolve_network(network: Optional[str], model: Optional[str], labels: Optional[str], input_blob: Optional[str],
+                    output_blob: Optional[str], overrides: dict, log=sys.stderr):
+    """``(model, labels, input_blob, output_blob, overrides)``: a zoo name (``--network``, default
+    resnet-18) fills in what the user did not give; with ``--model`` everything stays as given."""
+    if model is not None:
+        return model, labels, input_blob, output_blob, overrides
+    from .zoo import resolve
+
+    entry = resolve(network or "resnet-18", log=log)
+    overrides = dict(overrides)
+    for k, v in entry.spec_overrides.items():
+        if overrides.get(k) is None:  # the CLI passes every flag, unset ones as None
+            overrides[k] = v
+    return (entry.model_path, labels or entry.labels_path, input_blob or entry.input_blob,
+            output_blob or entry.output_blob, overrides)
+
+
 def load_action_model(path: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
                       output_blob: Optional[str] = None, engine: str = "auto", threads: Optional[int] = None,
                       log=sys.stderr, precision: Optional[str] = None, **overrides):

@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import UsageError
 from .framebuffer import FrameBuffer
-from .model import load_action_model
+from .model import load_action_model, resolve_network
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
 
@@ -64,17 +64,8 @@ class ActionNet:
             raise UsageError(f"--top-k must be >= 1, got {top_k}")
         if not 0.0 <= smoothing < 1.0:
             raise UsageError(f"--smoothing must be in [0, 1), got {smoothing}")
-        if model is None:
-            from .zoo import resolve
-
-            entry = resolve(network or "resnet-18", log=log)
-            model = entry.model_path
-            labels = labels or entry.labels_path
-            input_blob = input_blob or entry.input_blob
-            output_blob = output_blob or entry.output_blob
-            for k, v in entry.spec_overrides.items():
-                if overrides.get(k) is None:  # the CLI passes every flag, unset ones as None
-                    overrides[k] = v
+        model, labels, input_blob, output_blob, overrides = resolve_network(
+            network, model, labels, input_blob, output_blob, overrides, log)
         self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
                                                    threads=threads, log=log, precision=precision, **overrides)
         s = self.spec

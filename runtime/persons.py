@@ -30,7 +30,7 @@ import numpy as np
 from .detector import Detector
 from .errors import UsageError
 from .framebuffer import FrameBuffer
-from .model import load_action_model
+from .model import load_action_model, resolve_network
 from .net import StageTimer
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
@@ -66,14 +66,6 @@ class PersonState:
     last: Optional[Classification] = None
     segment: Optional[Segment] = None
     seen: bool = False  # matched on the current frame
-
-    @property
-    def collecting(self) -> bool:
-        return not self.buffer.ready
-
-    @property
-    def label(self) -> Optional[str]:
-        return self.last.label if self.last is not None else None
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -226,7 +218,9 @@ class PersonActionNet:
         for i in range(0, len(due), self.max_batch):
             chunk = due[i:i + self.max_batch]
             n = len(chunk)
-            if self.normalize is None:
+            if self.normalize is None and n == 1 and self.fixed_batch in (None, 1):
+                x = chunk[0].buffer.window()[None]  # the ring's contiguous view: no copy
+            elif self.normalize is None:
                 x = self._batch[:n]
                 for j, st in enumerate(chunk):
                     x[j] = st.buffer.window()
@@ -280,7 +274,7 @@ class PersonActionNet:
         events = self.finish()
         for tid in list(self.states):
             self._evict(tid, events)
-        self.tracker.tracks = []  # ids keep counting: an id never names two people in one stream
+        self.tracker.reset()
         return events
 
     def visible(self) -> List[PersonState]:
@@ -326,8 +320,9 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
             if getattr(source, "generation", 0) != generation:  # a live source reconnected:
                 generation = source.generation  # new tracks and clips, none spans the gap
                 produced += net.reset()
+            before = net.classifications
             produced += net.update(frame, t)
-            stats.classifications += sum(1 for e in produced if e["event"] == "classification")
+            stats.classifications += net.classifications - before
             if events is not None:
                 for e in produced:
                     events.write(e)
@@ -365,19 +360,10 @@ def cli_run(args, log) -> int:
         raise UsageError(f"--person-conf must be between 0 and 1, got {args.person_conf}")
     if args.track_timeout < 0:
         raise UsageError(f"--track-timeout must be >= 0 seconds, got {args.track_timeout}")
-    model, labels = args.model, args.labels
     overrides = dict(mean=args.mean, std=args.std, value_scale=args.value_scale, color_order=args.color_order,
                      resize_mode=args.resize_mode, output_kind=args.output_kind)
-    input_blob, output_blob = args.input_blob, args.output_blob
-    if model is None:
-        from .zoo import resolve
-
-        entry = resolve(args.network or "resnet-18", log=log)
-        model, labels = entry.model_path, labels or entry.labels_path
-        input_blob, output_blob = input_blob or entry.input_blob, output_blob or entry.output_blob
-        for k, v in entry.spec_overrides.items():
-            if overrides.get(k) is None:
-                overrides[k] = v
+    model, labels, input_blob, output_blob, overrides = resolve_network(
+        args.network, args.model, args.labels, args.input_blob, args.output_blob, overrides, log)
     source = open_input(args, log)
     net = None
     try:
@@ -400,7 +386,7 @@ def cli_run(args, log) -> int:
         source.close()
         if net is not None:
             net.close()
-    summary = (f"{stats.frames} frames, {net.tracker._next_id - 1} tracks, {stats.classifications} person "
+    summary = (f"{stats.frames} frames, {net.tracker.tracks_started} tracks, {stats.classifications} person "
                f"classifications, {stats.fps:.1f} fps")
     if stats.dropped:
         summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"

@@ -182,6 +182,10 @@ class ByteTracker:
         return [t for t in self.tracks if t.confirmed and t.age == 0]
 
     def reset(self) -> None:
+        """Forget every track (the source reconnected); ids keep counting, so that an id never
+        names two people in one stream."""
         self.tracks = []
-        self.frame = 0
-        self._next_id = 1
+
+    @property
+    def tracks_started(self) -> int:
+        return self._next_id - 1

@@ -15,10 +15,9 @@ import sys
 from typing import Optional, Tuple
 
 from ..errors import UsageError
-from .base import Engine, TensorInfo
+from .base import PRECISIONS, Engine, TensorInfo
 
 ENGINES = ("auto", "tensorrt", "onnxruntime", "openvino")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _tensorrt_present() -> bool:

@@ -15,6 +15,9 @@ import numpy as np
 from ..errors import ModelError
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     name: str

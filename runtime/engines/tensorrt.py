@@ -25,15 +25,15 @@ from ..errors import ModelError
 from ..zoo import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
+from .onnxmeta import sha256_file
+from .trt_build import build_engine, import_tensorrt
+
+ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
 
 def _check(path: str):
     """The header of a whole, uncorrupted engine file (plan checksum verified)."""
     return read_engine(path)[0]
-from .onnxmeta import sha256_file
-from .trt_build import build_engine, import_tensorrt
-
-ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
 
 def is_engine_file(path: str) -> bool:
@@ -169,14 +169,12 @@ class TensorRtEngine(Engine):
         self.context.set_input_shape(name, x.shape)
         self.cuda.htod(self._dev[name][1], host, self.stream)
         self.context.execute_async_v3(self._stream_handle)
-        views = {}
-        for o in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(o.name))
-            view = self._host[o.name].reshape(-1)[:int(np.prod(shape))].reshape(shape)
-            self.cuda.dtoh(view, self._dev[o.name][1], self.stream)
-            views[o.name] = view
+        # every output stays bound (TensorRT writes them all); only the one asked for comes back
+        shape = tuple(self.context.get_tensor_shape(output))
+        view = self._host[output].reshape(-1)[:int(np.prod(shape))].reshape(shape)
+        self.cuda.dtoh(view, self._dev[output][1], self.stream)
         self.cuda.sync(self.stream)
-        return views[output].copy()
+        return view.copy()
 
     def close(self) -> None:
         self._host = self._dev = None  # views of pinned memory that cuda.close() frees

@@ -15,10 +15,10 @@ from typing import Optional, Sequence, Tuple
 
 from ..errors import MissingLibraryError, ModelError, UsageError
 from ..zoo import cache_dir as actionnet_home
+from .base import PRECISIONS
 from .header import EngineHeader, write_engine
 from .onnxmeta import read_metadata, sha256_file
 
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def import_tensorrt():
