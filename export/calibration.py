@@ -19,8 +19,7 @@ from actionnet.errors import InputError, ModelError
 from actionnet.preprocess import FramePreparer, HostNormalizer
 from actionnet.spec import ModelSpec
 
-VIDEO_EXT = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".flv", ".m4v")
-IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp")
+from actionnet.sources import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT
 
 
 def spec_of(onnx_path: str) -> ModelSpec:
@@ -52,14 +51,9 @@ def sources_in(folder: str) -> List[str]:
 
 
 def _frames(src: str) -> Iterator[np.ndarray]:
-    from actionnet.sources import ImageFolderSource, open_source
+    from actionnet.sources import open_source
 
-    if os.path.isdir(src):
-        exts = {os.path.splitext(n)[1] for n in os.listdir(src) if n.lower().endswith(IMAGE_EXT)}
-        source = ImageFolderSource(os.path.join(src, f"*{sorted(exts)[0]}"))
-    else:
-        source = open_source(src)
-    with source:
+    with open_source(src) as source:  # a video file, or a folder of images in name order
         for frame, _ in source:
             yield frame
 

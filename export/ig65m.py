@@ -38,8 +38,9 @@ ARCH = "r2plus1d_34"
 MEAN = (0.43216, 0.394666, 0.37645)
 STD = (0.22803, 0.22145, 0.216989)
 BN_EPS = 1e-3
-# VideoResNet's BatchNorm momentum as ig65m-pytorch sets it (0.9; only matters when training)
-BN_MOMENTUM = 0.9
+# ig65m-pytorch also sets BatchNorm momentum 0.9, Caffe2's number in PyTorch's opposite
+# convention (running statistics would follow the last batch alone); it never matters at inference
+# and is wrong for fine-tuning, so the model keeps PyTorch's 0.1.
 FIRST_BLOCK_MIDPLANES = {"layer2": 288, "layer3": 576, "layer4": 1152}
 CLIP_LENGTHS = (8, 32)
 
@@ -56,7 +57,6 @@ def r2plus1d_34(num_classes: int):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm3d):
             m.eps = BN_EPS
-            m.momentum = BN_MOMENTUM
     return model
 
 

@@ -44,7 +44,7 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
     held-out clips. Raises ModelError (and writes nothing) below ``min_agreement`` unless
     ``force``."""
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -63,16 +63,6 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
     calib_clips, held = split(clips, holdout)
     print(f"actionnet-export: {len(calib_clips)} calibration clips, {len(held)} held out, from {calib}", file=log)
 
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.inner = ClipReader(spec.input_name, calib_clips)
-
-        def get_next(self):
-            return self.inner.get_next()
-
-        def rewind(self):
-            self.inner.rewind()
-
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     with tempfile.TemporaryDirectory(prefix="actionnet-quant-") as tmp:
@@ -84,7 +74,7 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
             pre = model
         q = os.path.join(tmp, "int8.onnx")
         s8 = activations == "s8"
-        quantize_static(pre, q, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+        quantize_static(pre, q, ClipReader(spec.input_name, calib_clips), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QInt8 if s8 else QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=methods[method],
                         # biases stay float: TensorRT fuses them into its INT8 convolutions and takes

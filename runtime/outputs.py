@@ -139,7 +139,7 @@ class RtpSink:
             raise OutputError(f"cannot stream to {self.uri}: {e}") from None
         codec = pick_codec("libx264")
         if codec != "libx264":
-            raise OutputError(f"RTP output needs H.264 (libx264), which this FFmpeg lacks")
+            raise OutputError("RTP output needs H.264 (libx264), which this FFmpeg lacks")
         s = add_video_stream(self._container, codec, self.rate, h, w)
         gop = max(1, int(round(float(self.rate))))
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}

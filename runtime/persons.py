@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sys
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np

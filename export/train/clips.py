@@ -147,13 +147,14 @@ class ClipMaker:
     def __init__(self, spec: ModelSpec, augment: Augment):
         self.spec = spec
         self.augment = augment
+        self.plain = augment == Augment.none()  # worked out once, not per clip
         self.prepare = FramePreparer(spec)
 
     def __call__(self, frames: Sequence[np.ndarray], rng=None) -> np.ndarray:
         s = self.spec
         out = np.empty((len(frames), s.height, s.width, 3), np.uint8)
         a = self.augment
-        if rng is None or a == Augment.none():
+        if rng is None or self.plain:
             for t, f in enumerate(frames):
                 self.prepare(f, out[t])
             return out

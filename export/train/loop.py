@@ -14,7 +14,6 @@ epoch by validation accuracy: weights, labels, spec; loadable as ``--weights``),
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -305,8 +304,3 @@ def load_config(run: str) -> Config:
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     fields = {f.name for f in dataclasses.fields(Config)}
     return Config(**{k: v for k, v in ckpt["config"].items() if k in fields})
-
-
-def dump_json(obj, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-import torch
 from torch import nn
 
 from actionnet.errors import ModelError, UsageError
@@ -78,13 +77,7 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
     elif arch == "r2plus1d_34":
         from .. import ig65m
 
-        model = ig65m.r2plus1d_34(n)
-        # ig65m-pytorch sets momentum 0.9, Caffe2's number in PyTorch's opposite convention: running
-        # statistics would follow the last batch alone. Fine for inference, wrong for fine-tuning, so
-        # training uses PyTorch's 0.1; eps (1e-3) changes the numbers and stays as published.
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm3d):
-                m.momentum = 0.1
+        model = ig65m.r2plus1d_34(n)  # BatchNorm eps as published, PyTorch's momentum (see ig65m)
         spec = ig65m.spec(labels, clip_length or ig65m.clip_length_of(weights), size or 112)
     elif arch == TINY:
         from ..synthetic import test_model_spec, tiny_net
