@@ -92,11 +92,9 @@ class OnnxRuntimeEngine(Engine):
             raise ModelError(f"cannot load model {path}: {msg}") from None
         self.providers = self.session.get_providers()
         inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ModelError(f"model {path} has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}); one clip input expected")
         info = lambda t: TensorInfo(t.name, tuple(t.shape), np.dtype(_DTYPES.get(t.type, np.float32)))
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        super().__init__(path, info(inputs[0]), tuple(info(o) for o in self.session.get_outputs()), meta)
+        super().__init__(path, tuple(info(i) for i in inputs), tuple(info(o) for o in self.session.get_outputs()), meta)
 
-    def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
-        return self.session.run([output], {self.input.name: x})[0]
+    def _run(self, feeds, outputs):
+        return self.session.run(list(outputs), dict(feeds))

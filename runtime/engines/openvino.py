@@ -96,20 +96,18 @@ class OpenVinoEngine(Engine):
         except RuntimeError as e:
             raise ModelError(f"OpenVINO cannot load model {path}: {_reason(e)}") from None
         inputs = self.compiled.inputs
-        if len(inputs) != 1:
-            raise ModelError(f"model {path} has {len(inputs)} inputs; one clip input expected")
         info = lambda p: TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()),
                                     np.dtype(p.get_element_type().to_dtype()))
         self._ports = {p.get_any_name(): p for p in self.compiled.outputs}
         self.request = self.compiled.create_infer_request()
         self.precision = precision or "fp32"
-        super().__init__(path, info(inputs[0]), tuple(info(p) for p in self.compiled.outputs), metadata)
+        super().__init__(path, tuple(info(p) for p in inputs), tuple(info(p) for p in self.compiled.outputs), metadata)
 
-    def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
-        # share_inputs: no copy of the frame window into OpenVINO's tensor; the result is copied
+    def _run(self, feeds, outputs):
+        # share_inputs: no copy of the frame window into OpenVINO's tensor; results are copied
         # out because the request reuses its output memory on the next call.
-        self.request.infer({0: x}, share_inputs=True)
-        return self.request.get_tensor(self._ports[output]).data.copy()
+        self.request.infer(dict(feeds), share_inputs=True)
+        return [self.request.get_tensor(self._ports[o]).data.copy() for o in outputs]
 
     def close(self) -> None:
         self.request = None

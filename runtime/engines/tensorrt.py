@@ -159,6 +159,11 @@ class TensorRtEngine(Engine):
         self.max_batch = max_in[0]
         super().__init__(engine_path, ins[0], tuple(outs), dict(header.metadata))
 
+    def _run(self, feeds, outputs):
+        if len(outputs) != 1:
+            raise ModelError("the TensorRT backend returns one output per call")
+        return [self._infer(feeds[self.input.name], outputs[0])]
+
     def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
         n = x.shape[0]
         if n > self.max_batch:
