@@ -236,3 +236,13 @@ def test_events_reader_that_goes_away_stops_the_persons_run(tmp_path, synthetic_
         stats = run(((f, i / 30) for i, f in enumerate(frames)), net, events=events)
     assert events.written >= 1 and stats.stopped
     assert stats.frames < 40  # it stopped at the frame of the first event, not at the end
+
+
+def test_per_person_mode_draws_the_frame_rate(tmp_path, synthetic_model):
+    det = square_detector(tmp_path / "sq.onnx")
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, log=None) as net:
+        blank = np.zeros((240, 320, 3), np.uint8)
+        without = net.annotate(blank.copy(), None)
+        drawn = net.annotate(blank.copy(), 12.3)
+    assert not without.any()  # no person, no rate: nothing drawn
+    assert drawn[:40, :120].any()  # the rate, top left as in whole-frame mode
