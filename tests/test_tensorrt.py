@@ -579,3 +579,35 @@ def test_unmodified_cli_on_tensorrt_11(synthetic_model, int8_model, synthetic_vi
     r = _cli(env, "--model", synthetic_model, "--engine", "tensorrt", "--precision", "fp16", "--headless", video,
              module="actionnet.cli")
     assert r.returncode == 0 and "building" not in r.stderr  # the cached engine is used
+
+
+# -- actionnet-export selfcheck -------------------------------------------------------------------
+
+def test_selfcheck_reports_missing_libraries_and_times_every_backend(trt11, tmp_path, capsys):
+    """On this CPU machine with the TensorRT 11 stand-in: every library gets a line (the missing
+    ones say why), FP32/FP16/INT8 engines of a random 3D ResNet-18 are built and agree with the
+    ONNX, and every backend present is timed per clip and end to end; one JSON, one table."""
+    pytest.importorskip("torch")
+    from actionnet.export.cli import main
+
+    rc = main(["selfcheck", "--output", str(tmp_path / "sc"), "--size", "16", "--clip-length", "4", "--clips", "3",
+               "--frames", "10", "--classes", "5"])
+    out = capsys.readouterr()
+    report = json.loads((tmp_path / "sc" / "selfcheck.json").read_text())
+    libs = {lib["name"]: lib for lib in report["libraries"]}
+    assert set(libs) == {"tensorrt", "onnxruntime TensorRT provider", "onnxruntime CUDA provider",
+                         "onnxruntime CPU provider", "pytorch CUDA", "pycuda", "cuda-python", "openvino"}
+    assert libs["tensorrt"]["present"] and libs["tensorrt"]["version"] == trt11.__version__
+    assert not libs["pycuda"]["present"] and libs["pycuda"]["detail"]  # blocked by the fixture: says why
+    for name, lib in libs.items():
+        line = [ln for ln in out.out.splitlines() if ln.startswith(name + " ")]
+        assert line and ("missing (" in line[0]) != lib["present"]
+    assert {p: e["built"] for p, e in report["engines"].items()} == {"fp32": True, "fp16": True, "int8": True}
+    assert "FP16 copy" in report["engines"]["fp16"]["how"] and "QDQ" in report["engines"]["int8"]["how"]
+    rows = {(r["backend"], r["precision"]): r for r in report["backends"]}
+    for key in [("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8"), ("onnxruntime CPU", "fp32"),
+                ("onnxruntime CPU", "int8"), ("pytorch CPU", "fp32")]:
+        r = rows[key]
+        assert r["ok"] and r["ms_per_clip"] > 0 and r["end_to_end"]["classifications"] == 10 - 4 + 1, r
+    assert rows[("tensorrt", "fp32")]["top1_agreement"] == 1.0 and rows[("tensorrt", "fp32")]["max_abs_diff"] < 1e-4
+    assert rc == 0 and "tensorrt               fp16" in out.out
