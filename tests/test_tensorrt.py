@@ -356,6 +356,12 @@ def test_engine_without_its_onnx_says_how_to_rebuild(trt, synthetic_model, int8_
     assert want + (" --dla 0" if dla == 0 else "") + f" --output {engine}" in msg
 
 
+def test_an_onnx_without_precision_builds_at_its_own(trt11, synthetic_model, int8_model):
+    assert _resolve(int8_model).endswith("-int8-b1.engine") and _resolve(synthetic_model).endswith("-fp32-b1.engine")
+    with pytest.raises(UsageError, match="the model is INT8"):
+        _resolve(int8_model, precision="fp16")
+
+
 def test_unreadable_engine_is_rebuilt_from_same_stem_onnx(trt, synthetic_model, tmp_path):
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(synthetic_model.read_bytes())
@@ -560,8 +566,10 @@ def test_unmodified_cli_on_tensorrt_11(synthetic_model, int8_model, synthetic_vi
     env = _standin_env(tmp_path)
     for precision, model in (("fp32", synthetic_model), ("fp16", synthetic_model), ("int8", int8_model)):
         out = tmp_path / f"m-{precision}.engine"
-        r = _cli(env, "engine", model, "--precision", precision, "--output", out)
+        flags = ["--precision", precision] if precision != "int8" else []  # a QDQ model defaults to int8
+        r = _cli(env, "engine", model, *flags, "--output", out)
         assert r.returncode == 0, r.stderr
+        assert read_header(str(out)).precision == precision
         plan = _plan(out)
         assert plan["trt"].startswith("11.") and plan["flags"] == [] and plan["network_flags"] == ["STRONGLY_TYPED"]
         assert plan["graph"] == {"fp32": "fp32", "fp16": "fp16", "int8": "qdq"}[precision]

@@ -27,7 +27,7 @@ from ..zoo import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
 from .onnxmeta import sha256_file
-from .trt_build import build_engine, import_tensorrt
+from .trt_build import build_engine, default_precision, import_tensorrt
 
 ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
@@ -65,7 +65,9 @@ def resolve_engine(path: str, device_info, trt_version: str, precision: Optional
     """
     gpu, cc = device_info
     if not is_engine_file(path):
-        precision = precision or "fp32"
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        precision = precision or default_precision(path)
         sha = sha256_file(path)
         stem = os.path.splitext(os.path.basename(path))[0]
         cached = os.path.join(cache_dir(), f"{stem}-{sha[:12]}-{precision}-b{max_batch}.engine")

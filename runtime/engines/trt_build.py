@@ -152,6 +152,12 @@ def graph_precision(onnx_path: str) -> str:
     return "qdq" if qdq else "fp16" if fp16 else "fp32"
 
 
+def default_precision(onnx_path: str) -> str:
+    """The precision a model is built at when none is asked for: its own (int8 for a QDQ graph,
+    fp16 for an FP16 one), else ``fallback``-free fp32."""
+    return {"qdq": "int8", "fp16": "fp16"}.get(graph_precision(onnx_path), "fp32")
+
+
 def _flag_bits(enum, names) -> int:
     bits = 0
     for n in names:
