@@ -38,6 +38,8 @@ def add_arguments(p):
     p.add_argument("--size", type=int, default=112, help="input height and width (default 112)")
     p.add_argument("--clip-length", type=int, default=16, help="frames per clip (default 16)")
     p.add_argument("--classes", type=int, default=400, help="classes of the random head (default 400)")
+    p.add_argument("--width", type=int, default=64,
+                   help="channels of the first stage (default 64, ResNet-18's; the stages have 1x, 2x, 4x, 8x)")
     p.add_argument("--skip-tensorrt-build", action="store_true", help="report TensorRT but build no engine")
 
 
@@ -123,15 +125,15 @@ def inventory():
 
 # -- models -----------------------------------------------------------------------------------------
 
-def _export_model(folder, size, clip_length, classes, log):
+def _export_model(folder, size, clip_length, classes, log, width=64):
     import torch
 
     from .action import resnet3d_spec
     from .onnx_export import export_clip_model
-    from .resnet3d import resnet3d
+    from .resnet3d import DEPTHS, ResNet3D
 
     torch.manual_seed(0)
-    model = resnet3d("resnet-18", num_classes=classes)
+    model = ResNet3D(DEPTHS["resnet-18"], classes, widths=tuple(width * k for k in (1, 2, 4, 8)))
     spec = resnet3d_spec("resnet-18", [f"class {i}" for i in range(classes)], clip_length, size)
     path = os.path.join(folder, "resnet18-random.onnx")
     report = export_clip_model(model, spec, path, log=log)
@@ -249,7 +251,7 @@ def _backends(onnx_path, int8_path, engines, model, spec, present, log):
 
 
 def selfcheck(folder, clips_n=8, frames_n=64, size=112, clip_length=16, classes=400, build_tensorrt=True,
-              log=sys.stderr):
+              log=sys.stderr, width=64):
     from actionnet.engines.onnxruntime import OnnxRuntimeEngine
 
     from .agreement import compare
@@ -266,7 +268,7 @@ def selfcheck(folder, clips_n=8, frames_n=64, size=112, clip_length=16, classes=
         print(f"selfcheck: {lib['name']}: {state}", file=log)
 
     t0 = time.perf_counter()
-    onnx_path, model, spec, parity = _export_model(folder, size, clip_length, classes, log)
+    onnx_path, model, spec, parity = _export_model(folder, size, clip_length, classes, log, width)
     report["models"]["fp32"] = {"path": onnx_path, "parity": str(parity), "seconds": round(time.perf_counter() - t0, 2)}
     clips = [c[None] for c in sample_clips(spec, clips_n, seed=7)]
     calib = _write_clips(os.path.join(folder, "calib"), list(sample_clips(spec, 8, seed=3)))
@@ -334,10 +336,10 @@ def table(report) -> str:
 def run(args) -> int:
     from actionnet.errors import UsageError
 
-    if min(args.clips, args.frames, args.size, args.clip_length, args.classes) < 1:
-        raise UsageError("--clips, --frames, --size, --clip-length and --classes must be >= 1")
+    if min(args.clips, args.frames, args.size, args.clip_length, args.classes, args.width) < 1:
+        raise UsageError("--clips, --frames, --size, --clip-length, --classes and --width must be >= 1")
     report = selfcheck(args.output, args.clips, args.frames, args.size, args.clip_length, args.classes,
-                       build_tensorrt=not args.skip_tensorrt_build)
+                       build_tensorrt=not args.skip_tensorrt_build, width=args.width)
     path = args.json or os.path.join(args.output, "selfcheck.json")
     with open(path, "w") as f:
         json.dump(report, f, indent=1)

@@ -599,7 +599,7 @@ def test_selfcheck_reports_missing_libraries_and_times_every_backend(trt11, tmp_
     from actionnet.export.cli import main
 
     rc = main(["selfcheck", "--output", str(tmp_path / "sc"), "--size", "16", "--clip-length", "4", "--clips", "3",
-               "--frames", "10", "--classes", "5"])
+               "--frames", "10", "--classes", "5", "--width", "8"])
     out = capsys.readouterr()
     report = json.loads((tmp_path / "sc" / "selfcheck.json").read_text())
     libs = {lib["name"]: lib for lib in report["libraries"]}
