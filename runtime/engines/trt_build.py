@@ -87,8 +87,8 @@ def build_recipe(trt_version: str, precision: str, graph: str, dla: bool = False
     TensorRT 11 builds strongly typed networks only (its FP16/INT8 builder flags are gone):
     precision is the graph's, so FP16 is built from an FP16 copy of the ONNX and INT8 from a QDQ
     graph. 10.x has both modes: strongly typed when the graph already carries the precision
-    asked for, the weak FP16 flag otherwise (and for DLA, which takes no strongly typed
-    networks). 8.5/8.6 (JetPack 5 and 6.0) have weak flags only, and need EXPLICIT_BATCH.
+    asked for, the weak FP16 flag otherwise (and for DLA, kept on the weak flags it was built
+    with before; whether DLA takes strongly typed networks is unverified). 8.5/8.6 (JetPack 5 and 6.0) have weak flags only, and need EXPLICIT_BATCH.
     A request a version cannot honour is a UsageError/ModelError: one line."""
     major, minor = trt_version_tuple(trt_version)
     if (major, minor) < (8, 5):
@@ -122,7 +122,7 @@ def build_recipe(trt_version: str, precision: str, graph: str, dla: bool = False
            "int8": "weak typing from the QDQ graph, INT8 and FP16 builder flags"}[precision]
     if dla:
         flags += ("GPU_FALLBACK",)
-        how += f", DLA with GPU fallback"
+        how += ", DLA with GPU fallback"
     return BuildRecipe(explicit, flags, False, f"TensorRT {major}: {how}")
 
 
