@@ -251,8 +251,10 @@ def _backends(onnx_path, int8_path, engines, model, spec, present, log):
 
 
 def selfcheck(folder, clips_n=8, frames_n=64, size=112, clip_length=16, classes=400, build_tensorrt=True,
-              log=sys.stderr, width=64):
+              log=None, width=64):
     from actionnet.engines.onnxruntime import OnnxRuntimeEngine
+
+    log = log or sys.stderr  # looked up per call: sys.stderr may have been replaced since import
 
     from .agreement import compare
     from .onnx_export import sample_clips
