@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
     m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
     m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
-    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
+    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
                    help="inference backend; auto picks the fastest present and says which (default: auto)")
+    m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (with --engine triton; --model "
+                   "and --detector are then model names on it)")
     m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
@@ -107,6 +109,9 @@ def _run(args, log) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    from .engines.triton import apply_server_args  # --engine triton --server URL (issue 19)
+
+    apply_server_args(args)
     check_paths(args)
     if args.persons or args.detector:
         from .persons import cli_run
