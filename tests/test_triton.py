@@ -193,6 +193,17 @@ def _concurrently(arg_lists, timeout=120):
                 p.kill()
 
 
+def _requests_and_clips(url, model):
+    import tritonclient.grpc as grpcclient
+
+    c = grpcclient.InferenceServerClient(url[len("grpc://"):])
+    try:
+        s = c.get_inference_statistics(model).model_stats[0]
+        return int(s.inference_stats.success.count), int(s.inference_count)
+    finally:
+        c.close()
+
+
 def test_four_clients_get_the_local_labels_and_are_batched(tmp_path, server, synthetic_model, synthetic_video):
     videos = [synthetic_video(label) for label in LABELS]
     before = _batch_counts(server.url, "syn")
@@ -223,12 +234,14 @@ def test_per_person_mode_through_the_server(tmp_path, server, synthetic_model):
     video = write_video(str(tmp_path / "two.mp4"), frames)
     det = tmp_path / "sq.onnx"
     square_detector(det)
+    requests0, clips0 = _requests_and_clips(server.url, "syn")
     common = ["--persons", "--skip-frames", "0", "--crop-context", CONTEXT, "--threshold", "0", "--headless",
               "--no-progress"]
     r = run_cli(*common, "--engine=triton", f"--server={server.url}", "--detector=squares", "--model=syn",
                 "--events", tmp_path / "served.jsonl", video, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "2 tracks" in r.stderr
+    requests1, clips1 = _requests_and_clips(server.url, "syn")
     local = run_cli(*common, "--engine=onnxruntime", "--detector", det, "--model", synthetic_model,
                     "--events", tmp_path / "local.jsonl", video, timeout=120)
     assert local.returncode == 0, local.stderr
@@ -238,6 +251,9 @@ def test_per_person_mode_through_the_server(tmp_path, server, synthetic_model):
     for e in served:
         both.setdefault(e["frame"], set()).add(e["track_id"])
     assert any(len(ids) == 2 for ids in both.values())  # frames where both people were classified
+    # one request per frame carries every ready person's clip
+    assert clips1 - clips0 == len(served)
+    assert requests1 - requests0 == len(both) < len(served)
 
 
 def test_client_survives_a_server_restart(tmp_path, server, synthetic_model, synthetic_video, capsys):
