@@ -346,7 +346,7 @@ def export_model(path: str, repo: str, name: Optional[str] = None, backend: str 
         shutil.rmtree(folder)
     platform = {"onnxruntime": "onnxruntime_onnx", "tensorrt": "tensorrt_plan"}.get(backend)
     extra = {"intra_op_threads": str(threads)} if threads and backend == "python" else {}
-    text = config_pbtxt(name, inputs, outputs if not engine_file or outputs else [], spec_meta, platform=platform,
+    text = config_pbtxt(name, inputs, outputs, spec_meta, platform=platform,
                         backend="python" if backend == "python" else None, max_batch=max_batch,
                         preferred=preferred, queue_delay_us=queue_delay_us, instances=instances,
                         device="cpu" if backend == "python" else device, label_output=label_output,

@@ -209,13 +209,6 @@ class TritonEngine(Engine):
         msg = _reason(e).lower()
         return "unknown model" in msg or "is not ready" in msg or ("not found" in msg and "model" in msg)
 
-    def statistics(self) -> dict:
-        """The server's inference statistics for this model, as a dict (batch sizes executed,
-        request and execution counts, queue and compute times)."""
-        from google.protobuf.json_format import MessageToDict
-
-        return MessageToDict(self.client.get_inference_statistics(self.model, client_timeout=self.timeout))
-
     def close(self) -> None:
         try:
             self.client.close()
