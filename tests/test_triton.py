@@ -338,3 +338,31 @@ def test_a_server_that_stays_away_ends_the_run_with_one_line(tmp_path, synthetic
         eng._infer({"frames": np.zeros((1, 8, 32, 32, 3), np.uint8)}, ["logits"])
     assert time.monotonic() - t0 < 5
     eng.close()
+
+
+def test_addresses():
+    from actionnet.engines.triton import model_url, split_url
+    from actionnet.errors import UsageError
+
+    assert model_url("gpu-box", "r3d18") == "grpc://gpu-box:8001/r3d18"
+    assert model_url("grpc://127.0.0.1:9001/", "r3d18", 12.5) == "grpc://127.0.0.1:9001/r3d18?reconnect=12.5"
+    assert split_url("grpc://127.0.0.1:9001/r3d18?reconnect=12.5") == ("127.0.0.1:9001", "r3d18", {"reconnect": "12.5"})
+    for bad in (("http://gpu-box:8000", "m"), ("gpu-box:80x", "m"), ("gpu-box", "a/b")):
+        with pytest.raises(UsageError):
+            model_url(*bad)
+
+
+def test_a_call_larger_than_the_servers_batch_is_split(server, synthetic_model):
+    """11 clips to a model served with max_batch_size 8: two requests, the local engine's scores."""
+    from actionnet.engines import open_engine
+
+    x = np.random.default_rng(3).integers(0, 256, (11, 8, 32, 32, 3), dtype=np.uint8)
+    with open_engine(f"{server.url}/syn", log=None) as served, open_engine(str(synthetic_model), "onnxruntime") as local:
+        assert served.name == "triton" and served.max_batch == 8 and served.input.shape == ("N", 8, 32, 32, 3)
+        spec = lambda m: {k: v for k, v in m.items() if k.startswith("actionnet.")}  # noqa: E731
+        assert spec(served.metadata) == spec(local.metadata) and len(spec(local.metadata)) > 10
+        before = _requests_and_clips(server.url, "syn")
+        got = served.infer(x)
+        after = _requests_and_clips(server.url, "syn")
+        np.testing.assert_allclose(got, local.infer(x), atol=1e-4)
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 11)
