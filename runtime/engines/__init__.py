@@ -69,10 +69,11 @@ def open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, 
     from .triton import is_server_url
 
     if engine == "triton" or is_server_url(path):
-        if engine != "triton" or not is_server_url(path):
+        if not is_server_url(path):
             raise UsageError(f"--engine triton runs models on a Triton server (--server URL --model NAME); "
-                             f"{path} is not one" if engine == "triton" else
-                             f"{path} is a model on a Triton server; run it with --engine triton (or auto)")
+                             f"{path} is not one")
+        if engine != "triton":
+            raise UsageError(f"{path} is a model on a Triton server; run it with --engine triton (or auto)")
         from .triton import TritonEngine
 
         return TritonEngine(path, log=log)
