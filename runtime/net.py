@@ -1,85 +1,65 @@
-"""The Python API, in the spirit of jetson-inference's ``actionNet``::
+"""Whole-frame action recognition, and the Python API in the spirit of jetson-inference's ``actionNet``::
 
-    net = actionnet.ActionNet(model="r3d18.onnx")        # or network="resnet-18"
-    for frame in frames:                                  # uint8 BGR H x W x 3
-        class_id, confidence = net.classify(frame)
-        if class_id >= 0:
-            print(net.get_class_desc(class_id), confidence)
+    import actionnet
+
+    net = actionnet.ActionNet(model="r3d18.onnx")          # or network="resnet-18"
+    with actionnet.video_source("input.mp4") as source:
+        for frame, t in source:                             # uint8 BGR H x W x 3
+            class_id, confidence = net.classify(frame)
+            if class_id >= 0:
+                print(net.get_class_desc(class_id), confidence)
 
 Unlike jetson-inference, nothing is classified before the window holds T real frames: until then
 ``classify`` returns ``(-1, 0.0)``; below the threshold it returns ``(-1, confidence)``, and
-``get_class_desc(-1)`` is None rather than a crash.
+``get_class_desc(-1)`` is None rather than a crash. Between windows (``--skip-frames``,
+``--cadence``) ``classify`` repeats the latest classification.
+
+:class:`ActionNet` is also the whole-frame :class:`~actionnet.pipeline.Analyser` the run loop drives.
 """
 
 from __future__ import annotations
 
+import sys
 import time as _time
-from typing import Dict, Optional
+from typing import List, Optional
 
 import numpy as np
 
-from .errors import UsageError
+from .config import ClassifierOptions
 from .framebuffer import FrameBuffer
-from .model import load_action_model, resolve_network
-from .preprocess import FramePreparer, HostNormalizer
-from .scores import Classification, Scorer
+from .model import open_classifier
+from .overlay import Overlay
+from .pipeline import Analyser, StageTimer
+from .scores import Classification
 
 
-class StageTimer:
-    """Seconds and calls per named stage; cheap enough for the hot path (two perf_counter calls)."""
+class ActionNet(Analyser):
+    """A whole-frame action classifier: frame buffer, preprocessing, engine and scoring.
 
-    def __init__(self):
-        self.total: Dict[str, float] = {}
-        self.calls: Dict[str, int] = {}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.total[stage] = self.total.get(stage, 0.0) + seconds
-        self.calls[stage] = self.calls.get(stage, 0) + 1
-
-    def mean_ms(self, stage: str) -> float:
-        return 1000.0 * self.total.get(stage, 0.0) / max(1, self.calls.get(stage, 0))
-
-    def table(self) -> str:
-        rows = [f"{'stage':<10} {'calls':>7} {'total s':>9} {'mean ms':>9}"]
-        for k in self.total:
-            rows.append(f"{k:<10} {self.calls[k]:>7} {self.total[k]:>9.3f} {self.mean_ms(k):>9.3f}")
-        return "\n".join(rows)
-
-
-class ActionNet:
-    """A whole-frame action classifier: frame buffer, preprocessing, engine and scoring."""
+    Keyword arguments are :class:`~actionnet.config.ClassifierOptions` (the CLI's flags).
+    """
 
     def __init__(self, network: Optional[str] = "resnet-18", model: Optional[str] = None, labels: Optional[str] = None,
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
                  top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
                  **overrides):
-        if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-        if skip_frames is not None and skip_frames < 0:
-            raise UsageError(f"--skip-frames must be >= 0, got {skip_frames}")
-        if cadence < 1:
-            raise UsageError(f"--cadence must be >= 1, got {cadence}")
-        if top_k < 1:
-            raise UsageError(f"--top-k must be >= 1, got {top_k}")
-        if not 0.0 <= smoothing < 1.0:
-            raise UsageError(f"--smoothing must be in [0, 1), got {smoothing}")
-        model, labels, input_blob, output_blob, overrides = resolve_network(
-            network, model, labels, input_blob, output_blob, overrides, log)
-        self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
-                                                   threads=threads, log=log, precision=precision, **overrides)
+        options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
+                                    output_blob=output_blob, threshold=threshold, top_k=top_k,
+                                    skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
+                                    threads=threads, precision=precision, **overrides)
+        self.classifier = c = open_classifier(options, log)
+        self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        if skip_frames is None:  # the stride the model was trained at, else jetson-inference's default
-            skip_frames = s.skip_frames if s.skip_frames is not None else 1
-        self.skip_frames = skip_frames
-        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, skip_frames, cadence)
-        self.prepare = FramePreparer(s)
-        self.normalize = None if s.raw_input else HostNormalizer(s)
-        self.scorer = Scorer(s.labels, logits=s.output_kind == "logits", threshold=threshold, top_k=top_k,
-                             smoothing=smoothing)
+        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, self.skip_frames, cadence)
+        self.prepare = c.prepare
+        self.normalize = c.normalizer()
+        self.scorer = c.scorer()
+        self.overlay = Overlay()
         self.timer = StageTimer()
         self.last: Optional[Classification] = None
         self.frames = 0
+        self.classifications = 0
 
     # -- jetson-inference style API ------------------------------------------------------
     def classify(self, frame: np.ndarray, time: Optional[float] = None):
@@ -118,6 +98,7 @@ class ActionNet:
         if not self.buffer.due():
             return None
         self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
+        self.classifications += 1
         return self.last
 
     def infer_window(self, window: np.ndarray) -> np.ndarray:
@@ -133,10 +114,38 @@ class ActionNet:
         return self.scorer(out[0], frame, time)
 
     def reset(self) -> None:
+        """Forget the stream: an empty window, no smoothing history, frame numbers from 0."""
         self.buffer.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0
+
+    # -- the run loop's Analyser ----------------------------------------------------------
+    def process(self, frame: np.ndarray, time: float) -> List[dict]:
+        c = self.update(frame, time)
+        return [c.to_event()] if c is not None else []
+
+    def restart(self) -> List[dict]:
+        seen = self.frames
+        self.reset()
+        self.frames = seen  # frame numbers in events stay monotonic
+        return []
+
+    def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
+        return self.overlay.annotate(frame, self.last, fps, self.collecting)
+
+    def status(self) -> str:
+        return (self.last.label or "") if self.last is not None else ""
+
+    def summary(self) -> str:
+        n = self.classifications
+        line = f"{n} classification{'' if n == 1 else 's'}"
+        if self.last is not None:
+            line += f"; last: {self.last.label or '(below threshold)'} {self.last.confidence:.3f}"
+        return line
+
+    def describe(self) -> str:
+        return self.classifier.describe()
 
     def close(self) -> None:
         self.engine.close()
