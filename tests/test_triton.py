@@ -301,7 +301,7 @@ def test_one_line_errors(tmp_path, server, synthetic_video):
     from triton_server import free_port
 
     video = synthetic_video(LABELS[0], frames=12)
-    base = ["--headless", "--no-progress", "--engine=triton"]
+    base = ["--headless", "--no-progress", "--engine=triton", "--events", tmp_path / "e.jsonl"]
     cases = [
         ([f"--server=grpc://127.0.0.1:{free_port()}", "--model=syn"], "cannot reach the Triton server"),
         ([f"--server={server.url}", "--model=nope"], "has no ready model 'nope'; its models: squares, syn"),
