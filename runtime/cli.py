@@ -48,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--output-blob", help="output tensor name, for models without actionnet metadata (default: the model's first output)")
     m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
                    help="inference backend; auto picks the fastest present and says which (default: auto)")
-    m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (with --engine triton; --model "
-                   "and --detector are then model names on it)")
+    m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (default: none; with it --model "
+                   "and --detector are model names on that server, and --engine is triton)")
     m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
