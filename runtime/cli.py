@@ -46,8 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--labels", help="label file, one class per line (default: the model's labels)")
     m.add_argument("--input-blob", help="input tensor name, for models without actionnet metadata (default: the model's first input)")
     m.add_argument("--output-blob", help="output tensor name, for models without actionnet metadata (default: the model's first output)")
-    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
+    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
                    help="inference backend; auto picks the fastest present and says which (default: auto)")
+    m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (default: none; with it --model "
+                   "and --detector are model names on that server, and --engine is triton)")
     m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
@@ -109,6 +111,9 @@ def _add_person_arguments(p) -> None:
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The parsed flags as a typed, validated configuration (no file is opened but to check it)."""
+    from .engines.triton import apply_server_args  # --engine triton --server URL (issue 19)
+
+    apply_server_args(args)
     classifier = ClassifierOptions(
         network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
         output_blob=args.output_blob, engine=args.engine, precision=args.precision, threads=args.threads,

@@ -20,7 +20,7 @@ from .engines import Engine, open_engine
 from .errors import LabelError, ModelError
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Scorer
-from .spec import ModelSpec, foreign_spec, read_labels
+from .spec import PREFIX, ModelSpec, foreign_spec, read_labels
 
 # spec fields a user may override from the command line
 PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
@@ -68,6 +68,9 @@ def _spec_for(eng: Engine, labels, input_blob, output_blob, overrides) -> ModelS
     if input_blob and input_blob != eng.input.name:
         raise ModelError(f"model {eng.path} has no input {input_blob!r}; its input is {eng.input.name!r}")
     out = eng.output(output_blob)
+    task = eng.metadata.get(PREFIX + "task", "action")
+    if task != "action":  # before the spec is read: a detector's metadata is no action spec
+        raise ModelError(f"{eng.path} is a {task} model, not an action model")
     spec = ModelSpec.from_metadata(eng.metadata)
     if spec is None:
         n = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
