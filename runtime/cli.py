@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
                    help="weight of past probabilities in a moving average, 0 (off) to <1 (default 0)")
+    c.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
+                   help="a new label is reported only after it has been the top class this long (default 0: at once)")
     o = p.add_argument_group("output")
     o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout")
     o.add_argument("--headless", action="store_true", help="no display window")
@@ -107,6 +109,8 @@ def _run(args, log) -> int:
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    if args.min_duration < 0:
+        raise UsageError(f"--min-duration must be >= 0 seconds, got {args.min_duration:g}")
     check_paths(args)
     if args.persons or args.detector:
         from .persons import cli_run
@@ -124,7 +128,7 @@ def _run(args, log) -> int:
                         output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
                         skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
                         engine=args.engine, threads=args.threads, log=log, precision=args.precision,
-                        mean=args.mean, std=args.std,
+                        min_duration=args.min_duration, mean=args.mean, std=args.std,
                         value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
                         output_kind=args.output_kind)
         s = net.spec
@@ -133,7 +137,7 @@ def _run(args, log) -> int:
                                         f"{s.num_classes} classes, {net.engine.name})")
     finally:
         source.close()
-    last = net.last
+    last = net.reported  # what was shown last (the hysteresis's label)
     summary = f"{stats.frames} frames, {stats.classifications} classifications, {stats.fps:.1f} fps"
     if last is not None:
         summary += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
@@ -142,6 +146,7 @@ def _run(args, log) -> int:
     if stats.stopped:
         summary = "stopped: " + summary
     print(f"actionnet: {summary}", file=log)
+    print(f"actionnet: {net.summary.text()}", file=log)
     if args.timings:
         print(net.timer.table(), file=log)
     return 0
@@ -172,6 +177,11 @@ class _StopBeforeRun:
 
 def main(argv: Optional[List[str]] = None) -> int:
     log = sys.stderr
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["timeline"]:  # ``actionnet timeline EVENTS.jsonl -o timeline.png``
+        from .timeline import main as timeline_main
+
+        return timeline_main(argv[1:])
     try:
         with _StopBeforeRun():
             args = build_parser().parse_args(argv)

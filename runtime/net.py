@@ -23,6 +23,7 @@ from .framebuffer import FrameBuffer
 from .model import load_action_model, resolve_network
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
+from .segments import LabelTracker, SegmentSummary
 
 
 class StageTimer:
@@ -53,7 +54,7 @@ class ActionNet:
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
                  top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
-                 **overrides):
+                 min_duration: float = 0.0, fps: Optional[float] = None, **overrides):
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
         if skip_frames is not None and skip_frames < 0:
@@ -64,6 +65,8 @@ class ActionNet:
             raise UsageError(f"--top-k must be >= 1, got {top_k}")
         if not 0.0 <= smoothing < 1.0:
             raise UsageError(f"--smoothing must be in [0, 1), got {smoothing}")
+        if min_duration < 0:
+            raise UsageError(f"--min-duration must be >= 0 seconds, got {min_duration:g}")
         model, labels, input_blob, output_blob, overrides = resolve_network(
             network, model, labels, input_blob, output_blob, overrides, log)
         self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
@@ -80,14 +83,22 @@ class ActionNet:
         self.timer = StageTimer()
         self.last: Optional[Classification] = None
         self.frames = 0
+        # hysteresis and segments (runtime/segments.py); ``fps`` gives frames a time when
+        # update() is called without one, so that min_duration means seconds
+        self.fps = fps
+        self.summary = SegmentSummary()
+        self.label_tracker = LabelTracker(min_duration, summary=self.summary)
+        self.events: list = []  # event dicts of the latest update (classification, closed segments)
 
     # -- jetson-inference style API ------------------------------------------------------
     def classify(self, frame: np.ndarray, time: Optional[float] = None):
-        """Feed one frame; ``(class_id, confidence)`` of the latest classification."""
+        """Feed one frame; ``(class_id, confidence)`` of the reported label (with ``min_duration``
+        0, the latest classification's top class)."""
         self.update(frame, time)
-        if self.last is None:
+        shown = self.reported
+        if shown is None:
             return -1, 0.0
-        return self.last.class_id, self.last.confidence
+        return shown.class_id, shown.confidence
 
     def get_class_desc(self, class_id: int) -> Optional[str]:
         return self.spec.labels[class_id] if 0 <= class_id < self.spec.num_classes else None
@@ -101,6 +112,11 @@ class ActionNet:
 
     # -- stream API --------------------------------------------------------------------
     @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.label_tracker.shown(self.last)
+
+    @property
     def collecting(self) -> bool:
         """True until the window holds T frames."""
         return not self.buffer.ready
@@ -109,6 +125,9 @@ class ActionNet:
         """Feed one frame; the new :class:`Classification` when this frame triggered one."""
         index = self.frames
         self.frames += 1
+        self.events = []
+        if time is None and self.fps:
+            time = index / self.fps
         if not self.buffer.sample():
             return None
         t0 = _time.perf_counter()
@@ -117,8 +136,14 @@ class ActionNet:
         self.timer.add("prepare", _time.perf_counter() - t0)
         if not self.buffer.due():
             return None
-        self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
-        return self.last
+        if time is None and self.label_tracker.min_duration > 0:
+            raise UsageError("min_duration counts seconds: pass time= to update()/classify() or fps= to ActionNet")
+        c = self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
+        self.events = self.label_tracker.update(c)
+        ev = c.to_event()
+        ev["event"] = "classification"
+        self.events.append(self.label_tracker.annotate(ev))
+        return c
 
     def infer_window(self, window: np.ndarray) -> np.ndarray:
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
@@ -132,11 +157,19 @@ class ActionNet:
         out = self.infer_window(window)
         return self.scorer(out[0], frame, time)
 
-    def reset(self) -> None:
+    def reset(self, reason: str = "reset") -> list:
+        """Start over (a new stream, a reconnect); the open segment's closing event is returned
+        and left in ``events``."""
         self.buffer.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0
+        self.events = self.label_tracker.reset(reason)
+        return self.events
+
+    def finish(self, reason: str = "end") -> list:
+        """Close the open segment (the stream ended or was stopped); its event."""
+        return self.label_tracker.close(reason)
 
     def close(self) -> None:
         self.engine.close()

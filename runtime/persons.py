@@ -34,24 +34,10 @@ from .model import load_action_model, resolve_network
 from .net import StageTimer
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
+from .segments import LabelTracker, Segment, SegmentSummary, StreamMarks, end_events  # noqa: F401 (Segment: moved)
 from .tracker import ByteTracker, Track
 
 CROP_MODES = ("anchored", "follow")
-
-
-@dataclass
-class Segment:
-    label: str
-    start_frame: int
-    start_time: float
-    end_frame: int
-    end_time: float
-    confidence: float  # the highest confidence seen in the segment
-
-    def to_event(self, track_id: int) -> dict:
-        return {"event": "segment", "track_id": track_id, "label": self.label, "start_frame": self.start_frame,
-                "start_time": round(self.start_time, 4), "end_frame": self.end_frame,
-                "end_time": round(self.end_time, 4), "max_confidence": round(self.confidence, 6)}
 
 
 @dataclass
@@ -64,8 +50,17 @@ class PersonState:
     box: np.ndarray = None
     crop: Optional[tuple] = None  # (x0, y0, side) in frame pixels
     last: Optional[Classification] = None
-    segment: Optional[Segment] = None
+    labels: Optional[LabelTracker] = None  # hysteresis and the open segment (runtime/segments.py)
     seen: bool = False  # matched on the current frame
+
+    @property
+    def segment(self) -> Optional[Segment]:
+        return self.labels.segment if self.labels is not None else None
+
+    @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.labels.shown(self.last) if self.labels is not None else self.last
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -93,7 +88,7 @@ class PersonActionNet:
                  person_conf: float = 0.25, nms_iou: float = 0.45, detector_classes=("person",),
                  detector_layout: Optional[str] = None, track_timeout: int = 30, context: float = 1.2,
                  crop_mode: str = "anchored", max_batch: int = 16, log=sys.stderr, precision: Optional[str] = None,
-                 **overrides):
+                 min_duration: float = 0.0, **overrides):
         if not 0.0 <= threshold <= 1.0:
             raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
         if (skip_frames is not None and skip_frames < 0) or cadence < 1 or top_k < 1 or not 0.0 <= smoothing < 1.0:
@@ -104,6 +99,10 @@ class PersonActionNet:
             raise UsageError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
         if max_batch < 1 or track_timeout < 0:
             raise UsageError("need --max-batch >= 1 and --track-timeout >= 0")
+        if min_duration < 0:
+            raise UsageError(f"--min-duration must be >= 0 seconds, got {min_duration:g}")
+        self.min_duration = min_duration
+        self.summary = SegmentSummary()
         self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=detector_classes,
                                  layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
@@ -146,16 +145,16 @@ class PersonActionNet:
             buf = self._pool.pop() if self._pool else FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8,
                                                                    0, self.cadence)
             buf.reset()
-            st = PersonState(track.id, buf, Scorer(**self._scorer_args))
+            st = PersonState(track.id, buf, Scorer(**self._scorer_args),
+                             labels=LabelTracker(self.min_duration, track.id, self.summary))
             self.states[track.id] = st
         return st
 
-    def _evict(self, tid: int, events: list) -> None:
+    def _evict(self, tid: int, events: list, reason: str = "evicted") -> None:
         st = self.states.pop(tid, None)
         if st is None:
             return
-        if st.segment is not None:
-            events.append(st.segment.to_event(tid))
+        events += st.labels.close(reason)
         self._pool.append(st.buffer)  # freed for the next person: no growth on long streams
 
     def _crop_box(self, st: PersonState, track: Track, shape):
@@ -237,43 +236,25 @@ class PersonActionNet:
                 c = st.scorer(out[j], index, time)
                 st.last = c
                 self.classifications += 1
-                self._segment(st, c, events)
+                events += st.labels.update(c)
                 ev = c.to_event()
                 ev = {"event": "classification", "track_id": st.id,
                       "box": [round(float(v), 1) for v in st.box], **ev}
-                if st.segment is not None:
-                    ev["segment_start_frame"] = st.segment.start_frame
-                    ev["segment_start_time"] = round(st.segment.start_time, 4)
-                events.append(ev)
+                events.append(st.labels.annotate(ev))
 
-    @staticmethod
-    def _segment(st: PersonState, c: Classification, events: list) -> None:
-        """Close the track's segment when its label changes (or drops below the threshold)."""
-        seg = st.segment
-        if seg is not None and seg.label == c.label:
-            seg.end_frame, seg.end_time = c.frame, c.time
-            seg.confidence = max(seg.confidence, c.confidence)
-            return
-        if seg is not None:
-            events.append(seg.to_event(st.id))
-        st.segment = Segment(c.label, c.frame, c.time, c.frame, c.time, c.confidence) if c.label else None
-
-    def finish(self) -> list:
+    def finish(self, reason: str = "end") -> list:
         """Close every open segment (the stream ended or was stopped)."""
         events: list = []
-        for tid in list(self.states):
-            st = self.states[tid]
-            if st.segment is not None:
-                events.append(st.segment.to_event(tid))
-                st.segment = None
+        for st in self.states.values():
+            events += st.labels.close(reason)
         return events
 
-    def reset(self) -> list:
+    def reset(self, reason: str = "reconnect") -> list:
         """Forget every track (a live source reconnected): open segments are closed (returned as
         events), buffers go back to the pool; frame numbers keep counting."""
-        events = self.finish()
+        events: list = []
         for tid in list(self.states):
-            self._evict(tid, events)
+            self._evict(tid, events, reason)
         self.tracker.reset()
         return events
 
@@ -304,6 +285,7 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
     clock = _time.perf_counter
     keep = interrupted = False
     generation = getattr(source, "generation", 0)
+    marks = StreamMarks(source)
     start = clock()
     if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
         source.stop_when(lambda: stop.stopped)
@@ -316,10 +298,11 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
             except StopIteration:
                 break
             timer.add("decode", clock() - t0)
-            produced = []
+            produced = marks.check(net.frames, t)
             if getattr(source, "generation", 0) != generation:  # a live source reconnected:
                 generation = source.generation  # new tracks and clips, none spans the gap
-                produced += net.reset()
+                produced += net.reset("reconnect")
+                produced.append(marks.reconnect(net.frames, t))
             before = net.classifications
             produced += net.update(frame, t)
             stats.classifications += net.classifications - before
@@ -341,9 +324,10 @@ def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=N
         keep = interrupted = True
     finally:
         end_run(stats, source, start, stop, interrupted, events, progress, video, keep)
+        closing = net.finish("stop" if stats.stopped else "end")
         if events is not None:
             try:
-                for e in net.finish():
+                for e in end_events(closing, net.summary, marks):
                     events.write(e)
             finally:
                 events.close()
@@ -376,7 +360,8 @@ def cli_run(args, log) -> int:
                               detector_layout=args.detector_layout,
                               track_timeout=int(round(args.track_timeout * float(fps))), context=args.crop_context,
                               crop_mode=args.crop_mode, max_batch=args.max_batch, log=log,
-                              precision=getattr(args, "precision", None), **overrides)
+                              precision=getattr(args, "precision", None),
+                              min_duration=getattr(args, "min_duration", 0.0), **overrides)
         s, d = net.spec, net.detector.spec
         banner = (f"per person: detector {args.detector} ({d.layout}, {d.height}x{d.width}), model {net.engine.path} "
                   f"({s.clip_length}x{s.height}x{s.width}, {s.num_classes} classes, {net.engine.name}, "
@@ -391,6 +376,7 @@ def cli_run(args, log) -> int:
     if stats.dropped:
         summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"
     print(f"actionnet: {'stopped: ' if stats.stopped else ''}{summary}", file=log)
+    print(f"actionnet: {net.summary.text()}", file=log)
     if args.timings:
         print(net.timer.table(), file=log)
     return 0

@@ -16,6 +16,7 @@ from typing import Optional
 
 from .net import ActionNet, StageTimer
 from .overlay import Overlay
+from .segments import StreamMarks, end_events
 from .sources import Source
 
 
@@ -100,6 +101,7 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
     keep = interrupted = False
     fps_avg = None
     generation = getattr(source, "generation", 0)
+    marks = StreamMarks(source)
     start = last = clock()
     if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
         source.stop_when(lambda: stop.stopped)
@@ -113,19 +115,22 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
                 break
             t1 = clock()
             timer.add("decode", t1 - t0)
+            produced = marks.check(net.frames, t)
             if getattr(source, "generation", 0) != generation:  # a live source reconnected:
                 generation = source.generation  # start a fresh window, no clip spans the gap
                 seen = net.frames
-                net.reset()
+                produced += net.reset("reconnect")  # the open segment ends at the gap
                 net.frames = seen  # frame numbers in events stay monotonic
+                produced.append(marks.reconnect(seen, t))
             result = net.update(frame, t)
             if result is not None:
                 stats.classifications += 1
-                if events is not None:
-                    events.write(result.to_event())
+            if events is not None:
+                for e in produced + net.events:
+                    events.write(e)
             if video is not None:
                 t2 = clock()
-                overlay.annotate(frame, net.last, fps_avg, net.collecting)
+                overlay.annotate(frame, net.reported, fps_avg, net.collecting)
                 t3 = clock()
                 timer.add("draw", t3 - t2)
                 video.write(frame)
@@ -137,14 +142,20 @@ def run(source: Source, net: ActionNet, video=None, events=None, overlay: Option
             if dt > 0:
                 fps_avg = 1.0 / dt if fps_avg is None else 0.9 * fps_avg + 0.1 / dt
             if progress is not None:
-                progress.update(net.last.label or "" if net.last else "")
+                shown = net.reported
+                progress.update(shown.label or "" if shown else "")
         keep = True
     except KeyboardInterrupt:
         keep = interrupted = True
     finally:
         end_run(stats, source, start, stop, interrupted, events, progress, video, keep)
+        closing = net.finish("stop" if stats.stopped else "end")  # open segments close however the run ends
         if events is not None:
-            events.close()
+            try:
+                for e in end_events(closing, net.summary, marks):
+                    events.write(e)
+            finally:
+                events.close()
     return stats
 
 
