@@ -197,3 +197,46 @@ def test_per_person_segments_close_on_stop(tmp_path, synthetic_model):
     assert ev[-1]["event"] == "summary" and sink.closed
     assert {s["track_id"] for s in segs if s["reason"] == "stop"} == {e["track_id"] for e in cls}
     assert all("reported_label" in e for e in cls)
+
+
+def flicker_video(path):
+    """True label red-left for 3 loops then red-right for 3 loops; each loop ends with a 10-frame
+    rewind (a loop-back) before it jumps to its start, which flips the raw label for ~0.3 s."""
+    from actionnet.export.synthetic import video_frames, write_video
+
+    frames = []
+    for label in ("red left slow", "red right slow"):
+        for k in range(3):
+            clip = video_frames(label, 44, 0.55, seed=k)
+            frames += clip + clip[-1:-11:-1]
+    return write_video(str(path), frames)
+
+
+def _changes(labels):
+    return sum(1 for a, b in zip(labels, labels[1:]) if a is not None and a != b)
+
+
+def test_min_duration_reports_one_change_on_a_flickering_video(synthetic_model, tmp_path):
+    from conftest import run_cli
+
+    video = flicker_video(tmp_path / "flicker.mp4")
+    got = {}
+    for md in ("0", "1"):
+        ev = tmp_path / f"e{md}.jsonl"
+        r = run_cli("--model", synthetic_model, "--skip-frames=0", "--engine=onnxruntime", "--min-duration", md,
+                    "--events", ev, "--headless", video)
+        assert r.returncode == 0, r.stderr
+        got[md] = [json.loads(line) for line in ev.read_text().splitlines()]
+    raw = [e["label"] for e in got["1"] if e["event"] == "classification"]
+    assert raw == [e["label"] for e in got["0"] if e["event"] == "classification"]  # the raw labels are kept
+    assert _changes(raw) >= 6  # the loop-backs flip the raw label
+    assert _changes([e["reported_label"] for e in got["0"] if e["event"] == "classification"]) == _changes(raw)
+    reported = [e["reported_label"] for e in got["1"] if e["event"] == "classification"]
+    assert _changes(reported) == 1
+    segs = [e for e in got["1"] if e["event"] == "segment"]
+    assert [s["label"] for s in segs] == ["red left slow", "red right slow"]
+    assert segs[0]["reason"] == "change" and segs[1]["reason"] == "end"
+    assert segs[0]["end_frame"] + 1 == segs[1]["start_frame"] and 140 <= segs[1]["start_frame"] <= 175
+    assert got["1"][-1]["event"] == "summary" and {x["label"] for x in got["1"][-1]["labels"]} == set(raw)
+    r = run_cli("timeline", tmp_path / "e1.jsonl", "-o", tmp_path / "t.png")
+    assert r.returncode == 0 and "1 lane, 2 segments" in r.stderr, r.stderr
