@@ -161,8 +161,10 @@ class LabelTracker:
 
     def shown(self, c: Optional[Classification]) -> Optional[Classification]:
         """What an overlay draws: ``c`` relabelled with the reported label (and the confidence
-        ``c`` gives it); ``c`` itself when the two agree."""
-        if c is None or c.label == self.reported:
+        ``c`` gives it); ``c`` itself when the two agree; None until a label has held long enough."""
+        if c is None or not self._started:
+            return None
+        if c.label == self.reported:
             return c
         if self.reported is None:
             return dataclasses.replace(c, class_id=-1, label=None)

@@ -197,6 +197,13 @@ def test_per_person_segments_close_on_stop(tmp_path, synthetic_model):
     assert ev[-1]["event"] == "summary" and sink.closed
     assert {s["track_id"] for s in segs if s["reason"] == "stop"} == {e["track_id"] for e in cls}
     assert all("reported_label" in e for e in cls)
+    # the timeline draws a per-person run: one lane per track
+    from actionnet.timeline import timeline
+
+    path = tmp_path / "people.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in ev))
+    layout = timeline(str(path), str(tmp_path / "people.png"), log=open(os.devnull, "w"))
+    assert sorted(ln.key for ln, _, _ in layout.lanes) == sorted({e["track_id"] for e in cls})
 
 
 def flicker_video(path):
@@ -240,3 +247,28 @@ def test_min_duration_reports_one_change_on_a_flickering_video(synthetic_model, 
     assert got["1"][-1]["event"] == "summary" and {x["label"] for x in got["1"][-1]["labels"]} == set(raw)
     r = run_cli("timeline", tmp_path / "e1.jsonl", "-o", tmp_path / "t.png")
     assert r.returncode == 0 and "1 lane, 2 segments" in r.stderr, r.stderr
+
+
+def test_the_python_api_applies_the_same_hysteresis(synthetic_model, tmp_path):
+    from actionnet import ActionNet, UsageError
+    from actionnet.sources import open_source
+
+    video = flicker_video(tmp_path / "flicker.mp4")
+    with pytest.raises(UsageError, match="min_duration counts seconds"):
+        net = ActionNet(model=str(synthetic_model), skip_frames=0, min_duration=1.0, engine="onnxruntime")
+        with open_source(str(video)) as src:
+            for frame, _ in src:
+                net.classify(frame)
+    net = ActionNet(model=str(synthetic_model), skip_frames=0, min_duration=1.0, fps=30.0, engine="onnxruntime")
+    ids, raw = [], []
+    with open_source(str(video)) as src:
+        for frame, _ in src:
+            class_id, _ = net.classify(frame)
+            if net.last is not None:
+                ids.append(class_id)
+                raw.append(net.last.class_id)
+    names = [net.get_class_desc(i) for i in ids]
+    assert _changes(raw) >= 6 and _changes(names) == 1
+    assert names[-1] == "red right slow" and "red left slow" in names
+    (seg,) = net.finish()
+    assert seg["label"] == "red right slow" and seg["reason"] == "end"
