@@ -226,11 +226,13 @@ class StreamMarks:
         self._pending = 0
         self._since: Optional[tuple] = None
         self._last_emit: Optional[float] = None
+        self.last: Optional[tuple] = None  # (frame, time) of the latest frame: where the run ended
 
     def reconnect(self, frame: int, time: float) -> dict:
         return {"event": "reconnect", "frame": frame, "time": round(time, 4)}
 
     def check(self, frame: int, time: float) -> List[dict]:
+        self.last = (frame, time)
         now = getattr(self.source, "dropped", 0) or 0
         if now > self.dropped:
             self._pending += now - self.dropped
@@ -258,5 +260,8 @@ def end_events(closing: List[dict], summary: Optional[SegmentSummary], marks: Op
     out = list(marks.flush() if marks is not None else [])
     out += closing
     if summary is not None:
-        out.append(summary.to_event())
+        ev = summary.to_event()
+        if marks is not None and marks.last is not None:  # the run's extent, for the timeline's axis
+            ev["end_frame"], ev["end_time"] = marks.last[0], round(marks.last[1], 4)
+        out.append(ev)
     return out

@@ -71,10 +71,12 @@ class Events:
     reconnects: List[float]
     dropped: List[Tuple[float, int]]  # (time, frames dropped)
     skipped: int  # lines that were not JSON (a run killed mid-line)
+    end_time: Optional[float] = None  # the summary's: the time of the run's last frame
 
     @property
     def end(self) -> float:
         ts = [lane.last for lane in self.lanes.values()] + self.reconnects + [t for t, _ in self.dropped]
+        ts += [self.end_time] if self.end_time is not None else []
         return max(ts) if ts else 0.0
 
 
@@ -88,6 +90,7 @@ def load(path: str) -> Events:
     reconnects: List[float] = []
     dropped: List[Tuple[float, int]] = []
     skipped = 0
+    end_time = None
     with f:
         for number, line in enumerate(f, 1):
             line = line.strip()
@@ -102,6 +105,8 @@ def load(path: str) -> Events:
                 skipped += 1
                 continue
             kind = e.get("event", "classification" if "confidence" in e and "frame" in e else None)
+            if kind == "summary" and isinstance(e.get("end_time"), (int, float)):
+                end_time = float(e["end_time"])
             try:
                 _add(e, kind, lanes, reconnects, dropped)
             except (KeyError, TypeError, ValueError) as err:
@@ -111,7 +116,7 @@ def load(path: str) -> Events:
         raise InputError(f"{path} holds no classification or segment events (write one with actionnet --events)")
     for lane in lanes.values():
         _complete(lane)
-    return Events(lanes, reconnects, dropped, skipped)
+    return Events(lanes, reconnects, dropped, skipped, end_time)
 
 
 def _add(e: dict, kind, lanes, reconnects, dropped) -> None:
@@ -241,7 +246,7 @@ def render(events: Events, width: int = 1400, lane_height: int = 34, max_lanes: 
     head = title or "actionnet timeline"
     n_tracks = sum(1 for ln in events.lanes.values() if ln.key is not None)
     info = f"{_clock(t1, 1)} long, " + (f"{n_tracks} tracks" if n_tracks else "whole frame") + \
-           (f" ({hidden} shortest not shown)" if hidden else "") + f", {len(cmap)} labels"
+           (f" ({hidden} shortest not shown)" if hidden else "") + f", {len(cmap)} label{'s' if len(cmap) != 1 else ''}"
     cv2.putText(img, head, (x0, 20), FONT, 0.6, INK, 1, cv2.LINE_AA)
     cv2.putText(img, info, (x0, 37), FONT, 0.45, (90, 90, 90), 1, cv2.LINE_AA)
 

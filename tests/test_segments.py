@@ -176,6 +176,7 @@ def test_whole_frame_segments_close_on_every_way_a_run_ends(synthetic_model, how
         assert [e["frame"] for e in ev if e["event"] == "reconnect"] == [12]
         assert [s["end_frame"] for s in segs if s["reason"] == "reconnect"] == [11]
     assert stats.stopped == (how in ("stop", "interrupt"))
+    assert ev[-1]["end_frame"] == stats.frames - 1  # the run's extent, for the timeline's axis
     assert ev[-1]["labels"] and ev[-1]["longest"][0]["duration"] >= segs[0]["duration"]
 
 
