@@ -27,6 +27,8 @@ class PersonOverlay:
     @staticmethod
     def text(st, clip_length: int) -> str:
         c = getattr(st, "reported", st.last)  # the hysteresis's label, not the latest window's
+        if c is None and st.last is not None:  # classified, but no label has held --min-duration yet
+            return f"#{st.id}"
         if c is None:
             return f"#{st.id} collecting {min(st.buffer.stored, clip_length)}/{clip_length}"
         if c.label is None:
