@@ -26,7 +26,7 @@ HELP = "export a 3D ResNet (3D-ResNets-PyTorch) or torchvision video model check
 
 
 def add_arguments(p) -> None:
-    from actionnet.cli import _floats
+    from actionnet.config import floats as _floats
 
     p.add_argument("--arch", required=True, choices=RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS,
                    metavar="ARCH", help=f"architecture: {', '.join(RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS)}")

@@ -22,7 +22,7 @@ HELP = "check a foreign action ONNX against its label file and write it with act
 
 
 def add_arguments(p) -> None:
-    from actionnet.cli import _floats
+    from actionnet.config import floats as _floats
 
     p.add_argument("model", help="ONNX file taking [N, 3, T, H, W] float clips")
     p.add_argument("--labels", required=True, help="label file, one class per line")

@@ -21,11 +21,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional
 
 from .errors import ZooError
-
-
-def cache_dir() -> str:
-    """``$ACTIONNET_HOME``, default ``~/.cache/actionnet``: the zoo's files and every engine cache."""
-    return os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+from .home import cache_dir
 
 
 def manifest_path() -> str:

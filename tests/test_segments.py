@@ -11,6 +11,8 @@ import pytest
 
 from actionnet.scores import Scorer
 from actionnet.segments import LabelTracker
+from actionnet.outputs import Events
+from actionnet.sources import Source
 
 LABELS = ["walk", "run", "sit"]
 FPS = 10.0
@@ -111,10 +113,8 @@ def _frames(label, n, seed=0):
     return video_frames(label, n, 0.8, seed=seed)
 
 
-class _Frames:
+class _Frames(Source):
     """A source of frames; ``generation`` bumps at ``reconnect_at`` (a live source reconnecting)."""
-
-    fps = 30.0
 
     def __init__(self, frames, reconnect_at=None, stop_at=None, stop=None):
         self.frames, self.reconnect_at, self.stop_at, self.stop = frames, reconnect_at, stop_at, stop
@@ -129,14 +129,14 @@ class _Frames:
             yield f.copy(), i / self.fps
 
 
-class _Sink:
+class _Sink(Events):
     def __init__(self):
         self.events, self.closed = [], False
 
     def write(self, e):
         self.events.append(json.loads(json.dumps(e)))
 
-    def close(self):
+    def close(self, keep=True):
         self.closed = True
 
 
@@ -181,7 +181,8 @@ def test_whole_frame_segments_close_on_every_way_a_run_ends(synthetic_model, how
 
 
 def test_per_person_segments_close_on_stop(tmp_path, synthetic_model):
-    from actionnet.persons import PersonActionNet, run_persons
+    from actionnet.persons import PersonActionNet
+    from actionnet.pipeline import run
     from detector_fakes import square_detector
     from persons_video import CONTEXT, squares_frames
 
@@ -191,7 +192,7 @@ def test_per_person_segments_close_on_stop(tmp_path, synthetic_model):
     det = square_detector(tmp_path / "sq.onnx")
     with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
                          min_duration=0.1, log=None) as net:
-        run_persons(_Frames(frames, stop_at=20, stop=stop), net, events=sink, stop=stop)
+        run(_Frames(frames, stop_at=20, stop=stop), net, events=sink, stop=stop)
     ev = sink.events
     segs = [e for e in ev if e["event"] == "segment"]
     cls = [e for e in ev if e["event"] == "classification"]

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ModelError
-from ..zoo import cache_dir as actionnet_home
+from ..home import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
 from .onnxmeta import sha256_file

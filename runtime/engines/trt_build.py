@@ -14,7 +14,7 @@ import sys
 from typing import Optional, Sequence, Tuple
 
 from ..errors import MissingLibraryError, ModelError, UsageError
-from ..zoo import cache_dir as actionnet_home
+from ..home import cache_dir as actionnet_home
 from .base import PRECISIONS
 from .header import EngineHeader, write_engine
 from .onnxmeta import read_metadata, sha256_file
