@@ -26,12 +26,12 @@ from typing import List, Optional
 import numpy as np
 
 from .config import ClassifierOptions
+from .errors import UsageError
 from .framebuffer import FrameBuffer
 from .model import open_classifier
 from .overlay import Overlay
 from .pipeline import Analyser, StageTimer
 from .scores import Classification
-from .errors import UsageError
 from .segments import LabelTracker, SegmentSummary
 
 
