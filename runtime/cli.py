@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
                    help="weight of past probabilities in a moving average, 0 (off) to <1 (default 0)")
+    c.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
+                   help="a new label is reported only after it has been the top class this long (default 0: at once)")
     o = p.add_argument_group("output")
     o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout (default: no events)")
     o.add_argument("--headless", action="store_true", help="no display window")
@@ -118,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
         output_blob=args.output_blob, engine=args.engine, precision=args.precision, threads=args.threads,
         threshold=args.threshold, top_k=args.top_k, skip_frames=args.skip_frames, cadence=args.cadence,
-        smoothing=args.smoothing, mean=args.mean, std=args.std, value_scale=args.value_scale,
+        smoothing=args.smoothing, min_duration=args.min_duration, mean=args.mean, std=args.std, value_scale=args.value_scale,
         color_order=args.color_order, resize_mode=args.resize_mode, output_kind=args.output_kind)
     persons = None
     if args.persons or args.detector:
@@ -186,6 +188,8 @@ def run(config: RunConfig, log=sys.stderr) -> int:
         if analyser is not None:
             analyser.close()
     print(f"actionnet: {summary_line(stats, analyser)}", file=log)
+    if analyser.segment_summary is not None:  # the longest actions (runtime/segments.py)
+        print(f"actionnet: {analyser.segment_summary.text()}", file=log)
     if config.timings:
         print(stats.timer.table(), file=log)
     return 0
@@ -216,6 +220,11 @@ class _StopBeforeRun:
 
 def main(argv: Optional[List[str]] = None) -> int:
     log = sys.stderr
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["timeline"]:  # ``actionnet timeline EVENTS.jsonl -o timeline.png``
+        from .timeline import main as timeline_main
+
+        return timeline_main(argv[1:])
     try:
         with _StopBeforeRun():
             args = build_parser().parse_args(argv)

@@ -54,6 +54,7 @@ class ClassifierOptions:
     skip_frames: Optional[int] = None  # None: the stride the model was trained at, else 1
     cadence: int = 1
     smoothing: float = 0.0
+    min_duration: float = 0.0  # seconds a new label must hold before it is reported (runtime/segments.py)
     # preprocessing overrides (None: the model's own)
     mean: Optional[Tuple[float, float, float]] = None
     std: Optional[Tuple[float, float, float]] = None
@@ -72,6 +73,8 @@ class ClassifierOptions:
             raise UsageError(f"--top-k must be >= 1, got {self.top_k}")
         if not 0.0 <= self.smoothing < 1.0:
             raise UsageError(f"--smoothing must be in [0, 1), got {self.smoothing}")
+        if self.min_duration < 0:
+            raise UsageError(f"--min-duration must be >= 0 seconds, got {self.min_duration:g}")
         if self.threads is not None and self.threads < 0:
             raise UsageError(f"--threads must be >= 0 (0: all cores), got {self.threads}")
         return self

@@ -26,11 +26,13 @@ from typing import List, Optional
 import numpy as np
 
 from .config import ClassifierOptions
+from .errors import UsageError
 from .framebuffer import FrameBuffer
 from .model import open_classifier
 from .overlay import Overlay
 from .pipeline import Analyser, StageTimer
 from .scores import Classification
+from .segments import LabelTracker, SegmentSummary
 
 
 class ActionNet(Analyser):
@@ -43,7 +45,7 @@ class ActionNet(Analyser):
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
                  top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
-                 **overrides):
+                 fps: Optional[float] = None, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -60,14 +62,22 @@ class ActionNet(Analyser):
         self.last: Optional[Classification] = None
         self.frames = 0
         self.classifications = 0
+        # hysteresis and segments (runtime/segments.py); ``fps`` gives frames a time when
+        # update() is called without one, so that min_duration means seconds
+        self.fps = fps
+        self.segment_summary = SegmentSummary()
+        self.label_tracker = LabelTracker(c.options.min_duration, summary=self.segment_summary)
+        self.events: List[dict] = []  # event dicts of the latest update (classification, closed segments)
 
     # -- jetson-inference style API ------------------------------------------------------
     def classify(self, frame: np.ndarray, time: Optional[float] = None):
-        """Feed one frame; ``(class_id, confidence)`` of the latest classification."""
+        """Feed one frame; ``(class_id, confidence)`` of the reported label (with ``min_duration``
+        0, the latest classification's top class)."""
         self.update(frame, time)
-        if self.last is None:
+        shown = self.reported
+        if shown is None:
             return -1, 0.0
-        return self.last.class_id, self.last.confidence
+        return shown.class_id, shown.confidence
 
     def get_class_desc(self, class_id: int) -> Optional[str]:
         return self.spec.labels[class_id] if 0 <= class_id < self.spec.num_classes else None
@@ -81,6 +91,11 @@ class ActionNet(Analyser):
 
     # -- stream API --------------------------------------------------------------------
     @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.label_tracker.shown(self.last)
+
+    @property
     def collecting(self) -> bool:
         """True until the window holds T frames."""
         return not self.buffer.ready
@@ -89,6 +104,9 @@ class ActionNet(Analyser):
         """Feed one frame; the new :class:`Classification` when this frame triggered one."""
         index = self.frames
         self.frames += 1
+        self.events = []
+        if time is None and self.fps:
+            time = index / self.fps
         if not self.buffer.sample():
             return None
         t0 = _time.perf_counter()
@@ -97,9 +115,15 @@ class ActionNet(Analyser):
         self.timer.add("prepare", _time.perf_counter() - t0)
         if not self.buffer.due():
             return None
-        self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
+        if time is None and self.label_tracker.min_duration > 0:
+            raise UsageError("min_duration counts seconds: pass time= to update()/classify() or fps= to ActionNet")
+        c = self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
         self.classifications += 1
-        return self.last
+        self.events = self.label_tracker.update(c)
+        ev = c.to_event()
+        ev["event"] = "classification"
+        self.events.append(self.label_tracker.annotate(ev))
+        return c
 
     def infer_window(self, window: np.ndarray) -> np.ndarray:
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
@@ -113,35 +137,43 @@ class ActionNet(Analyser):
         out = self.infer_window(window)
         return self.scorer(out[0], frame, time)
 
-    def reset(self) -> None:
-        """Forget the stream: an empty window, no smoothing history, frame numbers from 0."""
+    def reset(self, reason: str = "reset") -> List[dict]:
+        """Forget the stream: an empty window, no smoothing history, no reported label, frame
+        numbers from 0. The open segment's closing event is returned."""
         self.buffer.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0
+        return self.label_tracker.reset(reason)
 
     # -- the run loop's Analyser ----------------------------------------------------------
     def process(self, frame: np.ndarray, time: float) -> List[dict]:
-        c = self.update(frame, time)
-        return [c.to_event()] if c is not None else []
+        self.update(frame, time)
+        return self.events  # closed segments, then the classification (with its reported label)
 
     def restart(self) -> List[dict]:
         seen = self.frames
-        self.reset()
+        events = self.reset("reconnect")  # the open segment ends at the gap
         self.frames = seen  # frame numbers in events stay monotonic
-        return []
+        return events
+
+    def finish(self, reason: str = "end") -> List[dict]:
+        """Close the open segment (the stream ended or was stopped); its event."""
+        return self.label_tracker.close(reason)
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
-        return self.overlay.annotate(frame, self.last, fps, self.collecting)
+        return self.overlay.annotate(frame, self.reported, fps, self.collecting)
 
     def status(self) -> str:
-        return (self.last.label or "") if self.last is not None else ""
+        shown = self.reported
+        return (shown.label or "") if shown is not None else ""
 
     def summary(self) -> str:
         n = self.classifications
         line = f"{n} classification{'' if n == 1 else 's'}"
-        if self.last is not None:
-            line += f"; last: {self.last.label or '(below threshold)'} {self.last.confidence:.3f}"
+        last = self.reported  # what was shown last (the hysteresis's label)
+        if last is not None:
+            line += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
         return line
 
     def describe(self) -> str:

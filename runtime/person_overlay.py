@@ -26,11 +26,14 @@ class PersonOverlay:
 
     @staticmethod
     def text(st, clip_length: int) -> str:
-        if st.last is None:
+        c = getattr(st, "reported", st.last)  # the hysteresis's label, not the latest window's
+        if c is None and st.last is not None:  # classified, but no label has held --min-duration yet
+            return f"#{st.id}"
+        if c is None:
             return f"#{st.id} collecting {min(st.buffer.stored, clip_length)}/{clip_length}"
-        if st.last.label is None:
+        if c.label is None:
             return f"#{st.id} (below threshold)"
-        return f"#{st.id} {st.last.label} {st.last.confidence * 100:.0f}%"
+        return f"#{st.id} {c.label} {c.confidence * 100:.0f}%"
 
     def annotate(self, frame: np.ndarray, states: Iterable, clip_length: int) -> np.ndarray:
         h, w = frame.shape[:2]

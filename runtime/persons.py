@@ -35,22 +35,8 @@ from .overlay import Overlay
 from .person_overlay import PersonOverlay
 from .pipeline import Analyser, StageTimer
 from .scores import Classification, Scorer
+from .segments import LabelTracker, Segment, SegmentSummary  # noqa: F401 (Segment moved there)
 from .tracker import ByteTracker, Track
-
-
-@dataclass
-class Segment:
-    label: str
-    start_frame: int
-    start_time: float
-    end_frame: int
-    end_time: float
-    confidence: float  # the highest confidence seen in the segment
-
-    def to_event(self, track_id: int) -> dict:
-        return {"event": "segment", "track_id": track_id, "label": self.label, "start_frame": self.start_frame,
-                "start_time": round(self.start_time, 4), "end_frame": self.end_frame,
-                "end_time": round(self.end_time, 4), "max_confidence": round(self.confidence, 6)}
 
 
 @dataclass
@@ -63,8 +49,17 @@ class PersonState:
     box: np.ndarray = None
     crop: Optional[tuple] = None  # (x0, y0, side) in frame pixels
     last: Optional[Classification] = None
-    segment: Optional[Segment] = None
+    labels: Optional[LabelTracker] = None  # hysteresis and the open segment (runtime/segments.py)
     seen: bool = False  # matched on the current frame
+
+    @property
+    def segment(self) -> Optional[Segment]:
+        return self.labels.segment if self.labels is not None else None
+
+    @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.labels.shown(self.last) if self.labels is not None else self.last
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -134,6 +129,8 @@ class PersonActionNet(Analyser):
         self.timer = StageTimer()
         self.frames = 0
         self.classifications = 0
+        self.min_duration = c.options.min_duration
+        self.segment_summary = SegmentSummary()
 
     # -- per-track state ------------------------------------------------------------------
     def _state(self, track: Track) -> PersonState:
@@ -143,16 +140,16 @@ class PersonActionNet(Analyser):
             buf = self._pool.pop() if self._pool else FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8,
                                                                    0, self.cadence)
             buf.reset()
-            st = PersonState(track.id, buf, self.classifier.scorer())
+            st = PersonState(track.id, buf, self.classifier.scorer(),
+                             labels=LabelTracker(self.min_duration, track.id, self.segment_summary))
             self.states[track.id] = st
         return st
 
-    def _evict(self, tid: int, events: list) -> None:
+    def _evict(self, tid: int, events: list, reason: str = "evicted") -> None:
         st = self.states.pop(tid, None)
         if st is None:
             return
-        if st.segment is not None:
-            events.append(st.segment.to_event(tid))
+        events += st.labels.close(reason)
         self._pool.append(st.buffer)  # freed for the next person: no growth on long streams
 
     def _crop_box(self, st: PersonState, track: Track, shape):
@@ -234,43 +231,25 @@ class PersonActionNet(Analyser):
                 c = st.scorer(out[j], index, time)
                 st.last = c
                 self.classifications += 1
-                self._segment(st, c, events)
+                events += st.labels.update(c)
                 ev = c.to_event()
                 ev = {"event": "classification", "track_id": st.id,
                       "box": [round(float(v), 1) for v in st.box], **ev}
-                if st.segment is not None:
-                    ev["segment_start_frame"] = st.segment.start_frame
-                    ev["segment_start_time"] = round(st.segment.start_time, 4)
-                events.append(ev)
+                events.append(st.labels.annotate(ev))
 
-    @staticmethod
-    def _segment(st: PersonState, c: Classification, events: list) -> None:
-        """Close the track's segment when its label changes (or drops below the threshold)."""
-        seg = st.segment
-        if seg is not None and seg.label == c.label:
-            seg.end_frame, seg.end_time = c.frame, c.time
-            seg.confidence = max(seg.confidence, c.confidence)
-            return
-        if seg is not None:
-            events.append(seg.to_event(st.id))
-        st.segment = Segment(c.label, c.frame, c.time, c.frame, c.time, c.confidence) if c.label else None
-
-    def finish(self) -> list:
+    def finish(self, reason: str = "end") -> list:
         """Close every open segment (the stream ended or was stopped)."""
         events: list = []
-        for tid in list(self.states):
-            st = self.states[tid]
-            if st.segment is not None:
-                events.append(st.segment.to_event(tid))
-                st.segment = None
+        for st in self.states.values():
+            events += st.labels.close(reason)
         return events
 
-    def reset(self) -> list:
+    def reset(self, reason: str = "reconnect") -> list:
         """Forget every track (a live source reconnected): open segments are closed (returned as
         events), buffers go back to the pool; frame numbers keep counting."""
-        events = self.finish()
+        events: list = []
         for tid in list(self.states):
-            self._evict(tid, events)
+            self._evict(tid, events, reason)
         self.tracker.reset()
         return events
 
@@ -283,7 +262,7 @@ class PersonActionNet(Analyser):
         return self.update(frame, time)
 
     def restart(self) -> list:
-        return self.reset()
+        return self.reset("reconnect")
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
         self.overlay.annotate(frame, self.visible(), self.spec.clip_length)

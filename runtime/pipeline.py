@@ -25,6 +25,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .outputs import Events, Output
+from .segments import SegmentSummary, StreamMarks, end_events
 from .sources import Source, as_source
 
 
@@ -58,6 +59,7 @@ class Analyser:
 
     timer: StageTimer
     classifications: int = 0  # classifications made so far (per person in per-person mode)
+    segment_summary: Optional[SegmentSummary] = None  # closed segments, for the run's summary
 
     def process(self, frame: np.ndarray, time: float) -> List[dict]:
         """Take one BGR frame; the events it produced."""
@@ -68,8 +70,9 @@ class Analyser:
         keep counting) and return the events this closes."""
         raise NotImplementedError
 
-    def finish(self) -> List[dict]:
-        """The run ends (its source ended or it was stopped): the events this closes."""
+    def finish(self, reason: str = "end") -> List[dict]:
+        """The run ends (``reason``: ``end`` when its source ended, ``stop`` when it was stopped):
+        the events this closes."""
         return []
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
@@ -196,6 +199,7 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
     meter = FpsMeter()
     keep = interrupted = False
     generation = source.generation
+    marks = StreamMarks(source)  # reconnect and dropped-frame lines for the timeline
     start = clock()
     if stop is not None:  # a capture thread: stop even while waiting for a frame
         source.stop_when(lambda: stop.stopped)
@@ -208,10 +212,11 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
             except StopIteration:
                 break
             timer.add("decode", clock() - t0)
-            produced = []
+            produced = marks.check(stats.frames, t)
             if source.generation != generation:  # a live source reconnected: no clip spans the gap
                 generation = source.generation
                 produced += analyser.restart()
+                produced.append(marks.reconnect(stats.frames, t))
             before = analyser.classifications
             produced += analyser.process(frame, t)
             stats.classifications += analyser.classifications - before
@@ -244,10 +249,13 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
         finally:
             if events is not None:
                 try:
-                    for e in analyser.finish():
+                    closing = analyser.finish("stop" if stats.stopped else "end")
+                    for e in end_events(closing, analyser.segment_summary, marks):
                         events.write(e)
                 finally:
                     events.close()
+            else:  # open segments still close: the run's summary counts them
+                analyser.finish("stop" if stats.stopped else "end")
     return stats
 
 

@@ -12,7 +12,8 @@ from onnx_models import colour_model
 
 
 def events(path):
-    return [json.loads(line) for line in open(path)]
+    """The classification lines (segment, marker and summary lines are tested in test_segments.py)."""
+    return [e for e in map(json.loads, open(path)) if e.get("event") == "classification"]
 
 
 def frame_count(path):

@@ -121,7 +121,7 @@ def test_cli_persons_video_and_events(tmp_path, synthetic_model):
         by_track[e["track_id"]][e["label"]] += 1
     winners = sorted(c.most_common(1)[0][0] for c in by_track.values())
     assert winners == sorted(EXPECTED)
-    assert [e["event"] for e in events[-2:]] == ["segment", "segment"]  # closed at the end
+    assert [e["event"] for e in events[-3:]] == ["segment", "segment", "summary"]  # closed at the end
     from actionnet.sources import open_source
 
     with open_source(str(out)) as src:

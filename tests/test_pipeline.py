@@ -37,7 +37,7 @@ class Costly(Analyser):
         self.restarted += 1
         return []
 
-    def finish(self):
+    def finish(self, reason="end"):
         self.finished += 1
         return [{"event": "segment", "label": "x"}]
 
