@@ -159,7 +159,9 @@ def server(tmp_path_factory, synthetic_model):
 
 
 def _events(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """The classification lines (segment, summary and reconnect lines are not model calls)."""
+    lines = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    return [e for e in lines if e.get("event") == "classification"]
 
 
 def _same_classifications(served, local):
