@@ -32,17 +32,12 @@ MODES = ("linear", "last", "full")
 
 
 def head_prefix(arch: str) -> str:
-    if arch in RESNET3D_ARCHS or arch.startswith(("r3d", "mc3", "r2plus1d")):
-        return "fc."
-    if arch == "s3d":
-        return "classifier.1."
-    if arch.startswith("mvit"):
-        return "head.1."
-    if arch.startswith("swin3d"):
-        return "head."
-    if arch == TINY:
-        return "13."
-    raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    from ..archs import head_prefix as prefix
+
+    try:
+        return prefix(arch)
+    except ValueError:
+        raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}") from None
 
 
 def last_stage_prefixes(model: nn.Module, arch: str) -> Tuple[str, ...]:
