@@ -9,7 +9,7 @@ device (shapes only, no memory, about a second for all of them), and only on tha
 
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import torch
 from torch import nn
@@ -19,7 +19,8 @@ TORCHVISION = ("r3d_18", "mc3_18", "r2plus1d_18", "s3d", "mvit_v1_b", "mvit_v2_s
                "swin3d_b")
 IG65M = ("r2plus1d_34",)
 TINY = "tiny3d"  # the synthetic-test network (export/synthetic.py)
-ALL = RESNET3D + TORCHVISION + IG65M + (TINY,)
+EXPORT = RESNET3D + TORCHVISION + IG65M  # actionnet-export action --arch
+ALL = EXPORT + (TINY,)                     # actionnet-train --arch
 
 
 def head_prefix(arch: str) -> str:
@@ -66,10 +67,19 @@ def shapes(arch: str) -> Dict[str, tuple]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith(skip)}
 
 
-def guess(state: Dict[str, torch.Tensor], exclude: Optional[str] = None) -> Optional[str]:
-    """The architecture whose body (every tensor outside the head) ``state`` matches exactly,
-    name for name and shape for shape; None when none does."""
-    for arch in ALL:
+def parameters(arch: str) -> int:
+    """How many numbers ``arch`` holds outside its head (known without building it for real)."""
+    n = 0
+    for s in shapes(arch).values():
+        n += int(torch.Size(s).numel())
+    return n
+
+
+def guess(state: Dict[str, torch.Tensor], exclude: Optional[str] = None,
+          candidates: Sequence[str] = EXPORT) -> Optional[str]:
+    """The architecture among ``candidates`` whose body (every tensor outside the head) ``state``
+    matches exactly, name for name and shape for shape; None when none does."""
+    for arch in candidates:
         if arch == exclude:
             continue
         try:

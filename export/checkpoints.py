@@ -73,13 +73,14 @@ def first_mismatch(want: Dict[str, tuple], state: Dict[str, torch.Tensor]) -> Op
     return None
 
 
-def _refuse(source: str, arch: str, why: str, state: Dict[str, torch.Tensor]) -> ModelError:
-    """The error for a checkpoint that does not fit ``arch``, naming the architecture it does fit."""
+def _refuse(source: str, arch: str, why: str, state: Dict[str, torch.Tensor], candidates=None) -> ModelError:
+    """The error for a checkpoint that does not fit ``arch``, naming the architecture it does fit
+    (among ``candidates``, default: those ``actionnet-export action`` takes)."""
     msg = f"checkpoint {source} does not fit {arch or 'the model'}: {why}"
     if arch:
-        from .archs import guess
+        from .archs import EXPORT, guess
 
-        other = guess(state, exclude=arch)
+        other = guess(state, exclude=arch, candidates=candidates or EXPORT)
         if other:
             msg += f"; it is a {other} checkpoint: pass --arch {other}"
     return ModelError(msg)
@@ -99,7 +100,7 @@ def check_arch(state: Dict[str, torch.Tensor], arch: str, source: str) -> None:
 
 
 def load_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: str, what: str = "",
-                skip_prefix: Optional[str] = None) -> None:
+                skip_prefix: Optional[str] = None, candidates=None) -> None:
     """Load ``state`` into ``model``, refusing with the first mismatching key and its shapes.
 
     ``skip_prefix`` leaves those tensors out on both sides (a head about to be replaced);
@@ -110,7 +111,7 @@ def load_strict(model: torch.nn.Module, state: Dict[str, torch.Tensor], source: 
     want = {k: tuple(v.shape) for k, v in model.state_dict().items() if not (skip_prefix and k.startswith(skip_prefix))}
     why = first_mismatch(want, state)
     if why:
-        raise _refuse(source, what, why, full)
+        raise _refuse(source, what, why, full, candidates)
     model.load_state_dict(state, strict=not skip_prefix)
 
 

@@ -178,6 +178,8 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     from ..onnx_export import RawClipModel
 
     cfg.check()
+    if not resume and not cfg.weights:
+        warn_from_scratch(cfg.arch, log)
     ckpt = None
     last_path = os.path.join(cfg.output, "last.pt")
     if resume:
@@ -195,8 +197,6 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     torch.manual_seed(cfg.seed)
     net, spec = build(cfg.arch, ds.labels, None if resume else cfg.weights, cfg.clip_length, cfg.size,
                       cfg.allow_pickle, log=log)
-    if not resume and not cfg.weights:
-        warn_from_scratch(net, cfg.arch, log)
     spec = spec.replace(skip_frames=cfg.skip_frames)
     model = RawClipModel(net, spec).to(device)
     trainable = Trainable(net, cfg.arch, cfg.mode)
@@ -296,8 +296,15 @@ RESUME_ONLY = ("optimizer", "scheduler", "scaler")
 SCRATCH_WARNING_PARAMS = 2_000_000
 
 
-def warn_from_scratch(net, arch: str, log) -> None:
-    n = sum(p.numel() for p in net.parameters())
+def warn_from_scratch(arch: str, log) -> None:
+    """Say it at once, before the data are read: a large network from random weights on a small
+    data set mostly learns the data set by heart."""
+    from ..archs import parameters
+
+    try:
+        n = parameters(arch)
+    except ValueError:  # an unknown architecture: refused with its own message later
+        return
     if n > SCRATCH_WARNING_PARAMS:
         print(f"actionnet-train: warning: {arch} ({n / 1e6:.0f}M parameters) starts from random weights (no "
               "--weights); a network this size needs a pretrained checkpoint to learn from a few hundred clips. "

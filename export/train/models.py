@@ -94,7 +94,10 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
     """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
     from ..checkpoints import load_strict, read_state_dict
 
-    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch))
+    from ..archs import ALL
+
+    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch),
+                candidates=ALL)
 
 
 class Trainable:
