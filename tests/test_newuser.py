@@ -47,7 +47,7 @@ def one_error_line(r, prog: str) -> str:
 
 # -- 2. written files get the user's permissions, not mkstemp's 0600 ---------------------------
 
-@pytest.mark.parametrize("mask", [0o022, 0o027])
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
 def test_exported_annotated_engine_and_downloaded_files_follow_the_umask(tmp_path, monkeypatch, mask):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
@@ -55,6 +55,7 @@ def test_exported_annotated_engine_and_downloaded_files_follow_the_umask(tmp_pat
     from actionnet.export.custom import annotate
     from actionnet.export.onnx_export import export_clip_model
     from actionnet.export.synthetic import test_model_spec, tiny_net
+    from onnx_models import colour_model
 
     torch.manual_seed(0)
     spec = test_model_spec(("a", "b"))
@@ -66,7 +67,8 @@ def test_exported_annotated_engine_and_downloaded_files_follow_the_umask(tmp_pat
     monkeypatch.setenv("ACTIONNET_ZOO", str(tmp_path / "zoo.json"))
     with umask(mask) as want:
         export_clip_model(tiny_net(2), spec, str(tmp_path / "m.onnx"), log=open(os.devnull, "w"))
-        annotate(str(tmp_path / "m.onnx"), str(tmp_path / "labels.txt"), str(tmp_path / "annotated.onnx"))
+        foreign = colour_model(tmp_path / "foreign.onnx")
+        annotate(str(foreign), str(tmp_path / "labels.txt"), str(tmp_path / "annotated.onnx"))
         write_engine(str(tmp_path / "m.engine"), EngineHeader({}, "10.0", "none", "0.0", "fp32"), b"plan")
         downloaded = zoo.resolve("w", cache=str(tmp_path / "cache"), log=open(os.devnull, "w")).model_path
     for name in ("m.onnx", "annotated.onnx", "m.engine"):
