@@ -18,10 +18,23 @@ import pytest
 
 from actionnet import zoo
 from actionnet.errors import ZooError
-from conftest import ROOT, run_cli
+from conftest import ROOT
 
 TRAIN = "actionnet.export.train.cli"
 EXPORT = "actionnet.export.cli"
+
+
+def run_main(module: str, capfd, *args):
+    """A console entry point run in this process (no interpreter and torch start-up per call);
+    stderr as the user would see it."""
+    import importlib
+
+    capfd.readouterr()
+    try:
+        code = importlib.import_module(module).main([str(a) for a in args])
+    except SystemExit as e:  # argparse
+        code = e.code
+    return SimpleNamespace(returncode=code, stderr=capfd.readouterr().err)
 
 
 @contextmanager
@@ -181,45 +194,48 @@ def test_torchvision_weights_put_by_hand_are_checked(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def mc3_checkpoint(tmp_path_factory):
+    """A torchvision MC3-18 state dict (zeros: only names and shapes matter here)."""
     torch = pytest.importorskip("torch")
     import torchvision
 
     path = tmp_path_factory.mktemp("mc3") / "mc3_18-a90a0ba3.pth"
-    torch.save(torchvision.models.get_model("mc3_18", num_classes=400).state_dict(), path)
+    with torch.device("meta"):
+        model = torchvision.models.get_model("mc3_18", num_classes=400)
+    torch.save({k: torch.zeros(v.shape, dtype=v.dtype) for k, v in model.state_dict().items()}, path)
     return path
 
 
 @pytest.mark.parametrize("with_labels", [False, True])
-def test_a_checkpoint_of_another_architecture_says_so_first(mc3_checkpoint, tmp_path, with_labels):
+def test_a_checkpoint_of_another_architecture_says_so_first(mc3_checkpoint, tmp_path, capfd, with_labels):
     from actionnet.models import LABELS
 
     labels = ["--labels", f"{LABELS}/kinetics400.txt"] if with_labels else []
-    r = run_cli("action", "--arch", "resnet-18", "--weights", mc3_checkpoint, *labels, "--output",
-                tmp_path / "m.onnx", module=EXPORT)
+    r = run_main(EXPORT, capfd, "action", "--arch", "resnet-18", "--weights", mc3_checkpoint, *labels, "--output",
+                 tmp_path / "m.onnx")
     line = one_error_line(r, "actionnet-export")
     assert "does not fit resnet-18" in line and "it is a mc3_18 checkpoint: pass --arch mc3_18" in line
     assert "--labels" not in line and not (tmp_path / "m.onnx").exists()
 
 
-def test_a_video_as_weights_is_not_a_checkpoint(synthetic_video, tmp_path):
+def test_a_video_as_weights_is_not_a_checkpoint(synthetic_video, tmp_path, capfd):
     pytest.importorskip("torch")
     video = synthetic_video("red right slow", frames=4)
-    r = run_cli("action", "--arch", "r3d_18", "--weights", video, "--output", tmp_path / "m.onnx", module=EXPORT)
+    r = run_main(EXPORT, capfd, "action", "--arch", "r3d_18", "--weights", video, "--output", tmp_path / "m.onnx")
     line = one_error_line(r, "actionnet-export")
     assert f"{video}: not a PyTorch checkpoint (it is an MP4/MOV video)" in line
     assert "load key" not in r.stderr and "weights_only" not in r.stderr.lower()
 
 
-def test_random_weights_export_says_so_and_marks_the_model(tmp_path):
+def test_random_weights_export_says_so_and_marks_the_model(tmp_path, capfd):
     onnx = pytest.importorskip("onnx")
     out = tmp_path / "random.onnx"
-    r = run_cli("action", "--arch", "resnet-18", "--random", "--size", 32, "--clip-length", 4, "--output", out,
-                module=EXPORT)
+    r = run_main(EXPORT, capfd, "action", "--arch", "resnet-18", "--random", "--size", 32, "--clip-length", 4,
+                 "--output", out)
     assert r.returncode == 0, r.stderr
     assert "WARNING: --random: the weights are RANDOM" in r.stderr and "(RANDOM WEIGHTS)" in r.stderr
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["actionnet.weights"] == "random" and meta["actionnet.arch"] == "resnet-18"
-    r = run_cli("action", "--arch", "resnet-18", "--output", out, module=EXPORT)
+    r = run_main(EXPORT, capfd, "action", "--arch", "resnet-18", "--output", out)
     assert r.returncode == 2 and "--weights" in r.stderr and "--random" in r.stderr
 
 
@@ -229,16 +245,18 @@ def test_random_weights_export_says_so_and_marks_the_model(tmp_path):
 def finished_run(tmp_path_factory):
     """A tiny run, trained to the end under umask 027."""
     pytest.importorskip("torch")
+    import io
+
+    from actionnet.export.train.loop import Config, fit
     from actionnet.export.train.synthetic_clips import write_dataset
 
     root = tmp_path_factory.mktemp("newuser-train")
     data = write_dataset(str(root / "clips"), "direction", per_class=4, frames=16, seed=1)
     run = root / "run"
+    log = io.StringIO()
     with umask(0o027) as want:
-        r = run_cli("--data", data, "--arch", "tiny3d", "--epochs", 2, "--batch-size", 4, "--workers", 0,
-                    "--output", run, module=TRAIN)
-    assert r.returncode == 0, r.stderr
-    return run, r.stderr, want
+        fit(Config(output=str(run), data=data, arch="tiny3d", epochs=2, batch_size=4, workers=0), log=log)
+    return run, log.getvalue(), want
 
 
 def test_training_writes_files_with_the_umask_mode(finished_run):
@@ -248,7 +266,7 @@ def test_training_writes_files_with_the_umask_mode(finished_run):
     assert {p.name: oct(mode(p)) for p in written} == {p.name: oct(want) for p in written}
 
 
-def test_a_finished_run_keeps_no_optimizer_and_is_not_resumed(finished_run):
+def test_a_finished_run_keeps_no_optimizer_and_is_not_resumed(finished_run, capfd):
     import torch
 
     run, log, _ = finished_run
@@ -257,19 +275,19 @@ def test_a_finished_run_keeps_no_optimizer_and_is_not_resumed(finished_run):
     assert last["finished"] is True and last["epoch"] == 2
     assert not {"optimizer", "scheduler", "scaler"} & set(last)
     onnx_before = (run / "model.onnx").stat().st_mtime_ns
-    r = run_cli("--resume", run, module=TRAIN)
+    r = run_main(TRAIN, capfd, "--resume", run)
     assert r.returncode == 0, r.stderr
     assert "finished all its 2 epochs already" in r.stderr and "nothing to resume" in r.stderr
     assert "parity" not in r.stderr and (run / "model.onnx").stat().st_mtime_ns == onnx_before
-    r = run_cli("--resume", run, "--epochs", 3, module=TRAIN)
+    r = run_main(TRAIN, capfd, "--resume", run, "--epochs", 3)
     line = one_error_line(r, "actionnet-train")
     assert "keeps no optimizer state" in line and "--weights" in line
 
 
-def test_a_large_network_from_scratch_warns_and_a_refused_run_leaves_no_folder(tmp_path):
+def test_a_large_network_from_scratch_warns_and_a_refused_run_leaves_no_folder(tmp_path, capfd):
     pytest.importorskip("torch")
     out = tmp_path / "runs" / "x"
-    r = run_cli("--data", tmp_path / "missing", "--arch", "r3d_18", "--output", out, module=TRAIN)
+    r = run_main(TRAIN, capfd, "--data", tmp_path / "missing", "--arch", "r3d_18", "--output", out)
     one_error_line(r, "actionnet-train")
     assert "warning: r3d_18 (33M parameters) starts from random weights (no --weights)" in r.stderr
     assert not out.exists() and not (tmp_path / "runs").exists()
@@ -326,17 +344,17 @@ def test_person_boxes_are_thicker_than_one_pixel():
     assert left.size >= 2 and 100 in left, left
 
 
-@pytest.mark.parametrize("track_id", range(18))
-def test_person_label_text_is_readable_on_every_box_colour(track_id):
-    from actionnet.person_overlay import PersonOverlay, colour
+def test_person_label_text_is_readable_on_every_box_colour():
+    from actionnet.person_overlay import _PALETTE, PersonOverlay, colour
 
-    frame = np.full((360, 640, 3), 128, np.uint8)
-    PersonOverlay().annotate(frame, [person(track_id, (100, 100, 300, 300))], 16)
-    c = np.array(colour(track_id))
-    label = frame[40:97, 100:300].astype(int)  # the label's filled box ends 2 px above the person's box
-    inside = np.all(label == c, axis=2)
-    assert inside.sum() > 100, "no label background found"
-    ys, xs = np.nonzero(inside)
-    area = label[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
-    far = area.reshape(-1, 3)[np.abs(area.reshape(-1, 3) - c).sum(1).argmax()]
-    assert contrast(far, c) >= 4.5, (c, far, contrast(far, c))
+    for track_id in range(len(_PALETTE)):
+        frame = np.full((360, 640, 3), 128, np.uint8)
+        PersonOverlay().annotate(frame, [person(track_id, (100, 100, 300, 300))], 16)
+        c = np.array(colour(track_id))
+        label = frame[40:97, 100:300].astype(int)  # the label's filled box ends 2 px above the person's box
+        inside = np.all(label == c, axis=2)
+        assert inside.sum() > 100, "no label background found"
+        ys, xs = np.nonzero(inside)
+        area = label[ys.min():ys.max() + 1, xs.min():xs.max() + 1].reshape(-1, 3)
+        far = area[np.abs(area - c).sum(1).argmax()]  # the text's most saturated pixel
+        assert contrast(far, c) >= 4.5, (track_id, c, far, contrast(far, c))

@@ -169,7 +169,7 @@ def evaluate(model, loader, device, num_classes: int, criterion, amp: bool = Fal
     return loss_sum / max(1, n), float(np.trace(conf)) / max(1, n), conf
 
 
-def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log=sys.stderr) -> Result:
+def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log=None) -> Result:
     """Train (or continue training) as ``cfg`` says; export and report at the end.
 
     ``stop_after`` ends the run after that epoch as a crash would (checkpoints written, nothing
@@ -177,6 +177,7 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     """
     from ..onnx_export import RawClipModel
 
+    log = log or sys.stderr  # looked up per call: a redirected stderr is honoured
     cfg.check()
     if not resume and not cfg.weights:
         warn_from_scratch(cfg.arch, log)
