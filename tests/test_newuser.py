@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import stat
-import sys
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
