@@ -32,17 +32,12 @@ MODES = ("linear", "last", "full")
 
 
 def head_prefix(arch: str) -> str:
-    if arch in RESNET3D_ARCHS or arch.startswith(("r3d", "mc3", "r2plus1d")):
-        return "fc."
-    if arch == "s3d":
-        return "classifier.1."
-    if arch.startswith("mvit"):
-        return "head.1."
-    if arch.startswith("swin3d"):
-        return "head."
-    if arch == TINY:
-        return "13."
-    raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    from ..archs import head_prefix as prefix
+
+    try:
+        return prefix(arch)
+    except ValueError:
+        raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}") from None
 
 
 def last_stage_prefixes(model: nn.Module, arch: str) -> Tuple[str, ...]:
@@ -99,7 +94,10 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
     """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
     from ..checkpoints import load_strict, read_state_dict
 
-    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch))
+    from ..archs import ALL
+
+    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch),
+                candidates=ALL)
 
 
 class Trainable:

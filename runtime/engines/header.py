@@ -19,10 +19,10 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional, Tuple
 
+from .. import files
 from ..errors import ModelError
 
 MAGIC = b"ACTNTRT1"
@@ -86,7 +86,7 @@ def write_engine(path: str, header: EngineHeader, plan: bytes) -> None:
     head = header.to_json()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".engine-", suffix=".tmp", dir=folder)
+    fd, tmp = files.mkstemp(folder, prefix=".engine-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC)
