@@ -140,4 +140,7 @@ def open_classifier(options: ClassifierOptions, log=sys.stderr) -> Classifier:
     engine, spec = load_action_model(model, labels, input_blob, output_blob, engine=o.engine, threads=o.threads,
                                      log=log, precision=o.precision, **overrides)
     skip = o.skip_frames if o.skip_frames is not None else spec.skip_frames if spec.skip_frames is not None else 1
+    if engine.metadata.get("actionnet.weights") == "random" and log is not None:
+        print(f"actionnet: warning: {model} has random weights (actionnet-export --random): its labels mean nothing",
+              file=log)
     return Classifier(engine, spec, o, skip, FramePreparer(spec))
