@@ -312,8 +312,8 @@ def test_flat_curves_are_drawn_inside_the_frame():
 # -- 9. the per-person overlay: one decimal, visible boxes, readable text --------------------
 
 def person(track_id, box, label="wave", confidence=0.4567):
-    return SimpleNamespace(id=track_id, box=box, last=SimpleNamespace(label=label, confidence=confidence),
-                           buffer=SimpleNamespace(stored=16))
+    last = SimpleNamespace(label=label, confidence=confidence)
+    return SimpleNamespace(id=track_id, box=box, last=last, reported=last, buffer=SimpleNamespace(stored=16))
 
 
 def contrast(a, b) -> float:
