@@ -177,6 +177,17 @@ class ByteTracker:
                 self.tracks.append(t)
         return self.active(), evicted
 
+    def coast(self) -> List[Track]:
+        """A frame the detector skipped (``--detect-every``): every track moves on by its Kalman
+        prediction, and the active ones take the predicted box. Nobody ages or is evicted (a
+        frame without detections is no evidence that a person left), so ``max_age`` counts
+        detection frames only."""
+        for t in self.tracks:
+            t.predict()
+            if t.age == 0:
+                t.box = t.predicted.astype(np.float32)
+        return self.active()
+
     def active(self) -> List[Track]:
         """Confirmed tracks matched on this frame (the ones to draw and to feed clips)."""
         return [t for t in self.tracks if t.confirmed and t.age == 0]
