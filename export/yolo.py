@@ -108,6 +108,10 @@ def export_yolo(model, output: str, imgsz=640, opset: int = 17, dynamic: bool = 
             src = os.path.join(tmp, os.path.basename(model))
             shutil.copy(model, src)
             yolo = load_yolo(src)
+        # ultralytics' exporter writes next to ``pt_path`` (or the YAML): point it into the
+        # scratch folder, whatever the model was loaded from (never beside a user's checkpoint)
+        yolo.model.pt_path = os.path.join(tmp, os.path.splitext(os.path.basename(str(model)))[0] + ".pt"
+                                          if isinstance(model, str) else "model.pt")
         cwd = os.getcwd()
         os.chdir(tmp)
         try:
@@ -121,6 +125,8 @@ def export_yolo(model, output: str, imgsz=640, opset: int = 17, dynamic: bool = 
         finally:
             os.chdir(cwd)
         written = os.path.join(tmp, written) if not os.path.isabs(written) else written
+        if os.path.dirname(os.path.abspath(written)) != os.path.abspath(tmp):
+            raise ModelError(f"ultralytics wrote {written}, outside the scratch folder; not moving it")
         m = onnx.load(written)
         dims = _output_shape(written, hw) if dynamic else [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim]
         layout, n = infer_layout(tuple(dims))

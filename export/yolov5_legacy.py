@@ -149,7 +149,6 @@ def load_yolov5(path: str, log=None):
     args = dict(getattr(yolo.model, "args", {}) or {})
     yolo.model = m
     m.args = args
-    m.pt_path = path
     m.task = "detect"
     if log is not None:
         print(f"actionnet: {os.path.basename(path)} is an original YOLOv5 checkpoint: rebuilt as ultralytics' "

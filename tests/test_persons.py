@@ -236,3 +236,48 @@ def test_events_reader_that_goes_away_stops_the_persons_run(tmp_path, synthetic_
         stats = run(((f, i / 30) for i, f in enumerate(frames)), net, events=events)
     assert events.written >= 1 and stats.stopped
     assert stats.frames < 40  # it stopped at the frame of the first event, not at the end
+
+
+def test_detect_every_keeps_ids_and_labels_on_a_real_video(synthetic_model):
+    """The real YOLOv5n on every 3rd frame of people_walking.mp4 (one person walks in, stays,
+    walks out; the next walks in): one track per person, each gets classifications, and the
+    boxes carried by the Kalman prediction between detections stay on the person."""
+    from conftest import shared_file
+
+    from actionnet.detector import Detector
+    from actionnet.sources import open_source
+    from actionnet.tracker import iou_matrix
+
+    weights, video = shared_file("weights/yolov5n.onnx"), shared_file("videos/people_walking.mp4")
+    net = PersonActionNet(str(synthetic_model), str(weights), detect_every=3, skip_frames=0, cadence=4, threads=1,
+                          fps=10.0, track_timeout=1.0, log=None)
+    events, coasted, frames, spans = [], {}, {}, {}
+    with open_source(str(video)) as src:
+        for i, (f, t) in enumerate(src):
+            if i < 60:
+                continue
+            if i > 300:
+                break
+            events += net.update(f, t)
+            for st in net.visible():
+                spans.setdefault(st.id, [i, i])[1] = i
+            k = net.frames - 1
+            if k % 3 and k % 9 == 4:  # a sample of frames the detector skipped
+                coasted[i] = [st.box.copy() for st in net.visible()]
+                frames[i] = f
+    events += net.finish()
+    labelled = _labels_by_track(events)
+    # one id per person: the first is on screen from about frame 70 to 195, the second from 230
+    (a, (a0, a1)), (b, (b0, b1)) = sorted(spans.items())
+    assert len(spans) == 2 and a0 < 80 and 185 < a1 < 215 and 220 < b0 < 245 and b1 == 300, spans
+    assert sorted(labelled) == [a, b] and all(len(v) >= 3 for v in labelled.values()), \
+        {k: len(v) for k, v in labelled.items()}
+    det = Detector(str(weights), threads=1, log=None)
+    checked, missed = 0, 0
+    for i, boxes in coasted.items():
+        truth = det(frames[i]).boxes
+        if boxes:  # every carried box is on a person
+            assert len(truth) and iou_matrix(np.array(boxes), truth).max(axis=1).min() > 0.6, f"frame {i}"
+            checked += 1
+        missed += len(truth) > len(boxes)
+    assert checked >= 10 and missed <= 3, (checked, missed)  # misses only while a track confirms or leaves
