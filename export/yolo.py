@@ -71,7 +71,7 @@ def load_yolo(model: str):
         from actionnet.export.yolov5_legacy import is_yolov5_checkpoint, load_yolov5
 
         if is_yolov5_checkpoint(model):
-            return load_yolov5(model)
+            return load_yolov5(model, log=sys.stderr)
     if not model.endswith((".pt", ".yaml", ".yml")):
         raise ModelError(f"{model}: expected an ultralytics .pt checkpoint or a model .yaml")
     try:

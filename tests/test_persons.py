@@ -281,3 +281,18 @@ def test_detect_every_keeps_ids_and_labels_on_a_real_video(synthetic_model):
             checked += 1
         missed += len(truth) > len(boxes)
     assert checked >= 10 and missed <= 3, (checked, missed)  # misses only while a track confirms or leaves
+
+
+def test_default_cadence_refreshes_each_label_about_twice_a_second(tmp_path, synthetic_model):
+    det = square_detector(tmp_path / "sq.onnx")
+    for fps, skip, want in ((30.0, 1, 8), (25.0, 0, 12), (10.0, 1, 2), (2.0, 1, 1)):
+        net = PersonActionNet(str(synthetic_model), str(det), skip_frames=skip, fps=fps, threads=1, log=None)
+        assert net.cadence == want and "each person classified every" in net.describe()
+        assert abs(want * (skip + 1) / fps - 0.5) <= 0.5 * (skip + 1) / fps + 1e-9 or want == 1
+        net.close()
+    net = PersonActionNet(str(synthetic_model), str(det), skip_frames=1, cadence=3, fps=30.0, threads=1, log=None)
+    assert net.cadence == 3  # --cadence overrides
+    r = run_cli("--help")
+    assert "twice a second" in r.stdout and "--detect-every" in r.stdout
+    r = run_cli("--persons", "--detector", det, "--model", synthetic_model, "--detect-every", "0", "in.mp4")
+    assert r.returncode != 0 and "--detect-every must be >= 1" in r.stderr and "Traceback" not in r.stderr
