@@ -110,6 +110,9 @@ def load_yolov5(path: str, log=None):
         raise ModelError(f"cannot read YOLOv5 checkpoint {path}: {e}") from None
     old = (ckpt.get("ema") or ckpt["model"]) if isinstance(ckpt, dict) else ckpt
     sd = {k: v.float() for k, v in old.state_dict().items()}
+    if "model.24.anchors" not in sd:
+        raise ModelError(f"{path}: not the YOLOv5 P5 layout (anchor head at layer 24, as yolov5n/s/m/l/x); "
+                         "P6 and other variants are not rebuilt")
     head = old.model[-1]
     anchors = sd["model.24.anchors"]
     strides = [float(s) for s in head.stride]
