@@ -93,7 +93,7 @@ def export_yolo(model, output: str, imgsz=640, opset: int = 17, dynamic: bool = 
 
     hw = (imgsz, imgsz) if isinstance(imgsz, int) else tuple(int(v) for v in imgsz)
     if len(hw) != 2 or any(v % 32 or v < 32 for v in hw):
-        raise ModelError(f"--imgsz must be one or two positive multiples of 32, got {imgsz}")
+        raise ModelError(f"--imgsz must be a multiple of 32 (one size, or H W), got {imgsz}")
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise ModelError(f"cannot write {output}: folder {out_dir} does not exist")
