@@ -22,8 +22,8 @@ timed loop):
   ``--cadence 12`` (every 24 frames); "defaults" runs ``actionnet --persons`` with nothing set.
 
 Clip: a 1920x1080 2x2 mosaic of 960x540 tiles upscaled from ``people_walking.mp4`` (768x432,
-10 fps): two tiles show a person (frames 120- and 235- of the source: one walks out, one walks
-in), two the empty room; written at 30 fps (a camera's rate; it sets actionnet's default
+10 fps): two tiles show a person (frames 120- and 235- of the source), two the empty room
+(frames 0- and 450-, where someone walks in during the last 10-13 of the 72 frames); written at 30 fps (a camera's rate; it sets actionnet's default
 cadence and track timeout). Decoding (PyAV, measured once) is added to both.
 
 Runs alternate (example, actionnet, ..., example, ...) so that each pipeline sees the same load;
