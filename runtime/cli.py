@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
     c.add_argument("--skip-frames", type=int, default=None,
                    help="frames dropped between stored frames (default: the model's training stride, else 1)")
-    c.add_argument("--cadence", type=int, default=1, help="stored frames between classifications (default 1)")
+    c.add_argument("--cadence", type=int, default=None,
+                   help="stored frames between classifications (default 1; per person: each person's label "
+                        "refreshed about twice a second, round(0.5 s x fps / (skip-frames + 1)) stored frames, "
+                        "e.g. 8 at 30 fps with --skip-frames 1)")
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
                    help="weight of past probabilities in a moving average, 0 (off) to <1 (default 0)")
@@ -109,6 +112,9 @@ def _add_person_arguments(p) -> None:
                    help="anchored: crop stays put while the person is inside it; follow: re-centred every frame "
                         "(default: anchored)")
     g.add_argument("--max-batch", type=int, default=16, help="most person clips per engine call (default 16)")
+    g.add_argument("--detect-every", type=int, default=1,
+                   help="run the detector on every N-th frame; the tracker's Kalman prediction carries each box "
+                        "in between (default 1: every frame)")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -128,7 +134,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             detector=args.detector, person_conf=args.person_conf, nms_iou=args.nms_iou,
             detector_classes=tuple(c.strip() for c in args.detector_classes.split(",") if c.strip()),
             detector_layout=args.detector_layout, track_timeout=args.track_timeout, context=args.crop_context,
-            crop_mode=args.crop_mode, max_batch=args.max_batch)
+            crop_mode=args.crop_mode, max_batch=args.max_batch, detect_every=args.detect_every)
     source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
                           codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout)
     return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
@@ -150,7 +156,7 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
     return PersonActionNet(model, p.detector, person_conf=p.person_conf, nms_iou=p.nms_iou,
                            detector_classes=p.detector_classes, detector_layout=p.detector_layout,
                            track_timeout=p.track_timeout, context=p.context, crop_mode=p.crop_mode,
-                           max_batch=p.max_batch, fps=fps, log=log, **o)
+                           max_batch=p.max_batch, detect_every=p.detect_every, fps=fps, log=log, **o)
 
 
 def run(config: RunConfig, log=sys.stderr) -> int:

@@ -52,7 +52,7 @@ class ClassifierOptions:
     threshold: float = 0.01
     top_k: int = 5
     skip_frames: Optional[int] = None  # None: the stride the model was trained at, else 1
-    cadence: int = 1
+    cadence: Optional[int] = None  # None: 1 for the whole frame, per person see person_cadence
     smoothing: float = 0.0
     min_duration: float = 0.0  # seconds a new label must hold before it is reported (runtime/segments.py)
     # preprocessing overrides (None: the model's own)
@@ -67,7 +67,7 @@ class ClassifierOptions:
         _range(self.threshold, 0.0, 1.0, "--threshold")
         if self.skip_frames is not None and self.skip_frames < 0:
             raise UsageError(f"--skip-frames must be >= 0, got {self.skip_frames}")
-        if self.cadence < 1:
+        if self.cadence is not None and self.cadence < 1:
             raise UsageError(f"--cadence must be >= 1, got {self.cadence}")
         if self.top_k < 1:
             raise UsageError(f"--top-k must be >= 1, got {self.top_k}")
@@ -98,6 +98,7 @@ class PersonOptions:
     context: float = 1.2
     crop_mode: str = "anchored"
     max_batch: int = 16
+    detect_every: int = 1  # the detector runs on every N-th frame; Kalman predictions in between
 
     def validate(self) -> "PersonOptions":
         if not self.detector:
@@ -116,7 +117,21 @@ class PersonOptions:
             raise UsageError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, got {self.crop_mode!r}")
         if self.max_batch < 1:
             raise UsageError(f"--max-batch must be >= 1, got {self.max_batch}")
+        if self.detect_every < 1:
+            raise UsageError(f"--detect-every must be >= 1, got {self.detect_every}")
         return self
+
+
+PERSON_REFRESH_S = 0.5  # per person, a label about twice a second unless --cadence says otherwise
+
+
+def person_cadence(fps: Optional[float], skip_frames: int) -> int:
+    """The per-person default cadence: stored frames between two classifications of one person
+    so that each label is refreshed about every :data:`PERSON_REFRESH_S` seconds. Per person,
+    the classifier's work grows with the number of people; a whole-frame cadence of 1 would
+    make it a clip per person per stored frame."""
+    stored_per_s = float(fps or 30.0) / (skip_frames + 1)
+    return max(1, int(round(stored_per_s * PERSON_REFRESH_S)))
 
 
 @dataclass

@@ -259,7 +259,18 @@ class Detector:
             raise
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.class_ids = self._class_ids(classes)
+        shape = self.engine.input.shape
+        # a detector exported with a dynamic input (actionnet-export yolo --dynamic) gets each
+        # frame letterboxed to its own aspect, the longer side at the exported size, the shorter
+        # rounded up to the stride: 384x640 for 16:9 instead of 640x640, 40 % less work
+        self.dynamic = not (isinstance(shape[2], int) and isinstance(shape[3], int))
+        try:
+            self.stride = int(self.engine.metadata.get("stride", "32"))
+        except ValueError:
+            self.stride = 32
+        self.log = log
         self.letterbox = Letterbox(self.spec.height, self.spec.width, self.spec.pad_value, self.spec.color_order == "RGB")
+        self._fitted = None  # the frame shape the dynamic letterbox was sized for
 
     def _spec(self, layout, log) -> DetectorSpec:
         eng = self.engine
@@ -322,11 +333,41 @@ class Detector:
                                  f"{', '.join(self.spec.labels[:5])}")
         return np.asarray(ids, np.int64)
 
+    def input_size(self, shape) -> Tuple[int, int]:
+        """(H, W) the detector runs at for frames of ``shape``: its fixed size, or for a dynamic
+        input the frame's aspect with the longer side at the exported size, padded to the stride
+        (ultralytics' rectangular inference: 1080p -> 384x640)."""
+        if not self.dynamic:
+            return self.spec.height, self.spec.width
+        h, w = shape[:2]
+        side = max(self.spec.height, self.spec.width)
+        r = side / max(h, w)
+        nh, nw = int(round(h * r)), int(round(w * r))
+        st = self.stride
+        return nh + (-nh) % st, nw + (-nw) % st
+
+    def describe_size(self) -> str:
+        if not self.dynamic:
+            return f"{self.spec.height}x{self.spec.width}"
+        side = max(self.spec.height, self.spec.width)
+        return f"dynamic input: frame aspect, longer side {side}, stride {self.stride}"
+
+    def _fit(self, shape) -> None:
+        h, w = self.input_size(shape)
+        self.letterbox = Letterbox(h, w, self.spec.pad_value, self.spec.color_order == "RGB")
+        self._fitted = shape[:2]
+        if self.log is not None:
+            print(f"actionnet: detector input {h}x{w} for {shape[1]}x{shape[0]} frames", file=self.log)
+
     def infer(self, frame: np.ndarray) -> np.ndarray:
         """The raw output for one BGR frame (letterbox + one engine call)."""
+        if self.dynamic and frame.shape[:2] != self._fitted:
+            self._fit(frame.shape)
         return self.engine.infer(self.letterbox(frame))
 
     def postprocess(self, out: np.ndarray, shape) -> Detections:
+        if self.dynamic and shape[:2] != self._fitted:
+            self._fit(shape)
         boxes, scores, cls = decode(out, self.spec.layout, self.conf, self.class_ids)
         if self.spec.layout != "end2end":
             keep = nms(boxes, scores, cls, self.iou, self.max_det)

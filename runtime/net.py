@@ -43,7 +43,7 @@ class ActionNet(Analyser):
 
     def __init__(self, network: Optional[str] = "resnet-18", model: Optional[str] = None, labels: Optional[str] = None,
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
-                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
+                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: Optional[int] = None, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
                  fps: Optional[float] = None, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
@@ -53,7 +53,7 @@ class ActionNet(Analyser):
         self.classifier = c = open_classifier(options, log)
         self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, self.skip_frames, cadence)
+        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, self.skip_frames, cadence or 1)
         self.prepare = c.prepare
         self.normalize = c.normalizer()
         self.scorer = c.scorer()

@@ -27,7 +27,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .config import ClassifierOptions, PersonOptions
+from .config import ClassifierOptions, PersonOptions, person_cadence
 from .detector import Detector
 from .framebuffer import FrameBuffer
 from .model import open_classifier
@@ -85,12 +85,12 @@ class PersonActionNet(Analyser):
 
     def __init__(self, model: Optional[str], detector: str, labels: Optional[str] = None,
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
-                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
+                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: Optional[int] = None, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, person_conf: float = 0.25,
                  nms_iou: float = 0.45, detector_classes=("person",), detector_layout: Optional[str] = None,
                  track_timeout: float = 1.0, context: float = 1.2, crop_mode: str = "anchored", max_batch: int = 16,
                  log=sys.stderr, precision: Optional[str] = None, network: Optional[str] = "resnet-18",
-                 fps: float = 30.0, **overrides):
+                 fps: float = 30.0, detect_every: int = 1, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -98,7 +98,7 @@ class PersonActionNet(Analyser):
         p = self.options = PersonOptions(detector=detector, person_conf=person_conf, nms_iou=nms_iou,
                                          detector_classes=tuple(detector_classes), detector_layout=detector_layout,
                                          track_timeout=track_timeout, context=context, crop_mode=crop_mode,
-                                         max_batch=max_batch).validate()
+                                         max_batch=max_batch, detect_every=detect_every).validate()
         self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
                                  layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
@@ -108,10 +108,13 @@ class PersonActionNet(Analyser):
             raise
         self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        max_age = int(round(track_timeout * float(fps or 30.0)))
+        # the tracker ages tracks on detection frames only (coasting is no evidence of absence)
+        max_age = int(round(track_timeout * float(fps or 30.0) / detect_every))
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
                                    new_track=max(0.5, person_conf), max_age=max_age)
-        self.cadence, self.context, self.crop_mode = cadence, context, crop_mode
+        self.cadence = cadence if cadence is not None else person_cadence(fps, self.skip_frames)
+        self.detect_every = detect_every
+        self.context, self.crop_mode = context, crop_mode
         self.prepare = c.prepare
         batch_dim = self.engine.input.shape[0]
         # A fixed batch axis (foreign ONNX, e.g. jetson-inference's [1, 3, 16, 112, 112]) is
@@ -177,9 +180,13 @@ class PersonActionNet(Analyser):
         self.frames += 1
         events: list = []
         t0 = clock()
-        dets = self.detector(frame)
-        t1 = clock()
-        tracks, evicted = self.tracker.update(dets.boxes, dets.scores, dets.classes)
+        if index % self.detect_every == 0:
+            dets = self.detector(frame)
+            t1 = clock()
+            tracks, evicted = self.tracker.update(dets.boxes, dets.scores, dets.classes)
+        else:  # --detect-every: the Kalman prediction carries every box to this frame
+            t1 = t0
+            tracks, evicted = self.tracker.coast(), ()
         for tid in evicted:
             self._evict(tid, events)
         for st in self.states.values():
@@ -278,8 +285,10 @@ class PersonActionNet(Analyser):
     def describe(self) -> str:
         d = self.detector.spec
         batch = f"batch up to {self.max_batch}" if self.batched else "fixed batch 1: one call per person"
-        return f"per person: detector {self.detector.engine.path} ({d.layout}, {d.height}x{d.width}), " \
-               f"{self.classifier.describe()[:-1]}, {batch})"
+        every = "every frame" if self.detect_every == 1 else f"every {self.detect_every} frames"
+        return f"per person: detector {self.detector.engine.path} ({d.layout}, {self.detector.describe_size()}, " \
+               f"{every}), {self.classifier.describe()[:-1]}, {batch}, each person classified every " \
+               f"{self.cadence * (self.skip_frames + 1)} frames)"
 
     def close(self) -> None:
         self.detector.close()

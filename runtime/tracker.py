@@ -85,6 +85,7 @@ class Track:
     age: int = 0  # frames since the last match
     confirmed: bool = False
     box: np.ndarray = field(default=None)  # last matched detection box (what gets drawn and cropped)
+    det: np.ndarray = field(default=None)  # the same, kept while coasting moves ``box``
 
     @property
     def predicted(self) -> np.ndarray:
@@ -106,7 +107,7 @@ class Track:
         k = np.linalg.solve(s, _H @ self.cov).T
         self.mean = self.mean + k @ (z - _H @ self.mean)
         self.cov = self.cov - k @ s @ k.T
-        self.box = np.asarray(box, np.float32)
+        self.box = self.det = np.asarray(box, np.float32)
         self.score = score
         self.hits += 1
         self.age = 0
@@ -118,7 +119,8 @@ def _new_track(tid: int, box: np.ndarray, score: float, cls: int) -> Track:
     h = mean[3]
     std = [2 * _STD_POS * h, 2 * _STD_POS * h, 1e-2, 2 * _STD_POS * h,
            10 * _STD_VEL * h, 10 * _STD_VEL * h, 1e-5, 10 * _STD_VEL * h]
-    return Track(tid, mean, np.diag(np.square(std)), score, cls, box=np.asarray(box, np.float32))
+    box = np.asarray(box, np.float32)
+    return Track(tid, mean, np.diag(np.square(std)), score, cls, box=box, det=box)
 
 
 class ByteTracker:
@@ -176,6 +178,21 @@ class ByteTracker:
                 self._next_id += 1
                 self.tracks.append(t)
         return self.active(), evicted
+
+    def coast(self) -> List[Track]:
+        """A frame the detector skipped (``--detect-every``): every track moves on by its Kalman
+        prediction, and the active ones take the predicted box. Nobody ages or is evicted (a
+        frame without detections is no evidence that a person left), so ``max_age`` counts
+        detection frames only. The box moves with the predicted centre and keeps the last
+        detection's size: a size velocity fitted on a few frames (a person entering, half
+        visible) extrapolates badly over several frames, a position velocity does not."""
+        for t in self.tracks:
+            t.predict()
+            if t.age == 0:
+                half = (t.det[2:] - t.det[:2]) / 2
+                c = t.mean[:2].astype(np.float32)
+                t.box = np.concatenate([c - half, c + half])
+        return self.active()
 
     def active(self) -> List[Track]:
         """Confirmed tracks matched on this frame (the ones to draw and to feed clips)."""

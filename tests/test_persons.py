@@ -246,3 +246,64 @@ def test_per_person_mode_draws_the_frame_rate(tmp_path, synthetic_model):
         drawn = net.annotate(blank.copy(), 12.3)
     assert not without.any()  # no person, no rate: nothing drawn
     assert drawn[:40, :120].any()  # the rate, top left as in whole-frame mode
+
+
+def test_detect_every_keeps_ids_and_labels_on_a_real_video(synthetic_model):
+    """The real YOLOv5n on every 3rd frame of people_walking.mp4 (one person walks in, stays,
+    walks out; the next walks in): one track per person, each gets classifications, and the
+    boxes carried by the Kalman prediction between detections stay on the person."""
+    from conftest import shared_file
+
+    from actionnet.detector import Detector
+    from actionnet.sources import open_source
+    from actionnet.tracker import iou_matrix
+
+    weights, video = shared_file("weights/yolov5n.onnx"), shared_file("videos/people_walking.mp4")
+    net = PersonActionNet(str(synthetic_model), str(weights), detect_every=3, skip_frames=0, cadence=4, threads=1,
+                          fps=10.0, track_timeout=1.0, log=None)
+    events, coasted, frames, spans = [], {}, {}, {}
+    with open_source(str(video)) as src:
+        for i, (f, t) in enumerate(src):
+            if i < 60:
+                continue
+            if i > 300:
+                break
+            events += net.update(f, t)
+            for st in net.visible():
+                spans.setdefault(st.id, [i, i])[1] = i
+            k = net.frames - 1
+            if k % 3 and k % 9 == 4:  # a sample of frames the detector skipped
+                coasted[i] = [st.box.copy() for st in net.visible()]
+                frames[i] = f
+    events += net.finish()
+    labelled = _labels_by_track(events)
+    # one id per person: the first is on screen from about frame 70 to 195, the second from 230
+    (a, (a0, a1)), (b, (b0, b1)) = sorted(spans.items())
+    assert len(spans) == 2 and a0 < 80 and 185 < a1 < 215 and 220 < b0 < 245 and b1 == 300, spans
+    assert sorted(labelled) == [a, b] and all(len(v) >= 3 for v in labelled.values()), \
+        {k: len(v) for k, v in labelled.items()}
+    det = Detector(str(weights), threads=1, log=None)
+    checked, missed = 0, 0
+    for i, boxes in coasted.items():
+        truth = det(frames[i]).boxes
+        if boxes:  # every carried box is on a person
+            assert len(truth) and iou_matrix(np.array(boxes), truth).max(axis=1).min() > 0.6, f"frame {i}"
+            checked += 1
+        missed += len(truth) > len(boxes)
+    assert checked >= 10 and missed <= 3, (checked, missed)  # misses only while a track confirms or leaves
+
+
+def test_default_cadence_refreshes_each_label_about_twice_a_second(tmp_path, synthetic_model):
+    det = square_detector(tmp_path / "sq.onnx")
+    for fps, skip, want in ((30.0, 1, 8), (25.0, 0, 12), (10.0, 1, 2), (2.0, 1, 1)):
+        net = PersonActionNet(str(synthetic_model), str(det), skip_frames=skip, fps=fps, threads=1, log=None)
+        assert net.cadence == want and "each person classified every" in net.describe()
+        assert abs(want * (skip + 1) / fps - 0.5) <= 0.5 * (skip + 1) / fps + 1e-9 or want == 1
+        net.close()
+    net = PersonActionNet(str(synthetic_model), str(det), skip_frames=1, cadence=3, fps=30.0, threads=1, log=None)
+    assert net.cadence == 3  # --cadence overrides
+    r = run_cli("--help")
+    text = " ".join(r.stdout.split())
+    assert "refreshed about twice a second" in text and "--detect-every" in text
+    r = run_cli("--persons", "--detector", det, "--model", synthetic_model, "--detect-every", "0", "in.mp4")
+    assert r.returncode != 0 and "--detect-every must be >= 1" in r.stderr and "Traceback" not in r.stderr

@@ -138,3 +138,33 @@ def test_cli_exports_yolo11_yaml(tmp_path):
     det = Detector(str(out), log=None)
     assert det.spec.layout == "yolov8" and det.engine.outputs[0].shape[1] == 84
     assert not [p for p in os.listdir(tmp_path) if p != "y11.onnx"]  # no ultralytics leftovers
+
+
+def test_original_yolov5_checkpoint_exports_dynamic_and_finds_what_its_onnx_finds(tmp_path):
+    """yolov5n.pt (ultralytics 8 refuses it) is rebuilt, exported with a dynamic input, run at
+    the frame's aspect (384x640 for 16:9, said on start-up), and finds the person that YOLOv5's
+    own export (yolov5n.onnx, 640x640) finds; the checkpoint's folder gets nothing written."""
+    import io
+    import shutil
+
+    import cv2
+
+    from conftest import shared_file
+    from test_detector import _frames
+
+    pt, ref_onnx = shared_file("weights/yolov5n.pt"), shared_file("weights/yolov5n.onnx")
+    local = tmp_path / "ckpt" / "yolov5n.pt"
+    local.parent.mkdir()
+    shutil.copy(pt, local)
+    out = tmp_path / "y5n-dyn.onnx"
+    r = run_cli("yolo", local, "--dynamic", "--output", out, module="actionnet.export.cli")
+    assert r.returncode == 0, r.stderr
+    assert "original YOLOv5 checkpoint" in r.stderr and "dynamic input up to 640" in r.stderr
+    assert os.listdir(local.parent) == ["yolov5n.pt"]
+    log = io.StringIO()
+    det, ref = Detector(str(out), threads=1, log=log), Detector(str(ref_onnx), threads=1, log=None)
+    frame = cv2.resize(_frames(shared_file("videos/people_walking.mp4"), {100})[100], (1920, 1080))
+    a, b = det(frame), ref(frame)
+    assert "detector input 384x640 for 1920x1080 frames" in log.getvalue()
+    assert len(a) == len(b) == 1 and iou_matrix(a.boxes, b.boxes)[0, 0] > 0.95
+    assert abs(float(a.scores[0]) - float(b.scores[0])) < 0.05
