@@ -31,8 +31,7 @@ ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", 
          "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3")
 # timm-style and hyphenated spellings users type (the "mobilenetv3_large")
 ALIASES = {"mobilenetv3_large": "mobilenet_v3_large", "mobilenetv3_large_100": "mobilenet_v3_large",
-           "mobilenetv3_small": "mobilenet_v3_small", "mobilenetv3_small_100": "mobilenet_v3_small",
-           "resnet-18": "resnet18", "resnet-34": "resnet34", "resnet-50": "resnet50", "resnet-101": "resnet101"}
+           "mobilenetv3_small": "mobilenet_v3_small", "mobilenetv3_small_100": "mobilenet_v3_small"}
 TINY = "tiny2d"  # the small synthetic-test network (tests and trials)
 TINY_SIZE = 32
 

@@ -28,13 +28,15 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .config import ClassifierOptions, PersonOptions
-from .detector import Detector
+from .pose import match_keypoints, open_detector
+from .posture import posture
 from .framebuffer import FrameBuffer
 from .model import open_classifier
 from .overlay import Overlay
 from .person_overlay import PersonOverlay
 from .pipeline import Analyser, StageTimer
 from .scores import Classification, Scorer
+from .skeleton import draw_poses
 from .tracker import ByteTracker, Track
 
 
@@ -65,6 +67,8 @@ class PersonState:
     last: Optional[Classification] = None
     segment: Optional[Segment] = None
     seen: bool = False  # matched on the current frame
+    keypoints: Optional[np.ndarray] = None  # [K, 3] frame pixels, from a pose detector; None otherwise
+    posture: Optional[str] = None  # standing, sitting, lying (actionnet.posture), or None
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -104,7 +108,7 @@ class PersonActionNet(Analyser):
                                          detector_classes=tuple(detector_classes), detector_layout=detector_layout,
                                          track_timeout=track_timeout, context=context, crop_mode=crop_mode,
                                          max_batch=max_batch).validate()
-        self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
+        self.detector = open_detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
                                  layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
             self.classifier = c = open_classifier(options, log)
@@ -192,10 +196,13 @@ class PersonActionNet(Analyser):
         self.timer.add("track", t2 - t1)
         sampled = index % (self.skip_frames + 1) == 0
         due: List[PersonState] = []
-        for tr in tracks:
+        poses = match_keypoints([tr.box for tr in tracks], dets)  # all None for a plain detector
+        for tr, kp in zip(tracks, poses):
             st = self._state(tr)
             st.seen = True
             st.box = tr.box
+            st.keypoints = kp
+            st.posture = posture(kp) if kp is not None else None
             if not sampled:
                 continue
             st.crop = self._crop_box(st, tr, frame.shape)
@@ -238,6 +245,9 @@ class PersonActionNet(Analyser):
                 ev = c.to_event()
                 ev = {"event": "classification", "track_id": st.id,
                       "box": [round(float(v), 1) for v in st.box], **ev}
+                if st.keypoints is not None:
+                    ev["keypoints"] = np.round(st.keypoints, 2).tolist()
+                    ev["posture"] = st.posture
                 if st.segment is not None:
                     ev["segment_start_frame"] = st.segment.start_frame
                     ev["segment_start_time"] = round(st.segment.start_time, 4)
@@ -287,6 +297,7 @@ class PersonActionNet(Analyser):
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
         self.overlay.annotate(frame, self.visible(), self.spec.clip_length)
+        draw_poses(frame, self.visible())
         return self.fps_overlay.annotate(frame, None, fps)  # the frame rate, top left as in whole-frame mode
 
     def status(self) -> str:
