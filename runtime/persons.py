@@ -16,6 +16,11 @@ crop stays put while the person stays inside it and is re-centred, ahead of the 
 only when they leave it or change size a lot: the clip then keeps the person's motion relative
 to the scene, which is what action models are trained on (a crop that follows the box every
 frame, ``crop_mode="follow"``, the Ultralytics example's way, turns walking into standing).
+
+A pose detector (:mod:`actionnet.pose`) adds each track's keypoints of the current frame, a
+posture (:mod:`actionnet.posture`) and a drawn skeleton (:mod:`actionnet.skeleton`); events then
+carry ``keypoints`` and ``posture``. An image model (clip length 1) classifies every person on
+every frame through the same buffers.
 """
 
 from __future__ import annotations
@@ -28,13 +33,13 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .config import ClassifierOptions, PersonOptions
-from .pose import match_keypoints, open_detector
-from .posture import posture
 from .framebuffer import FrameBuffer
 from .model import open_classifier
 from .overlay import Overlay
 from .person_overlay import PersonOverlay
 from .pipeline import Analyser, StageTimer
+from .pose import match_keypoints, open_detector
+from .posture import posture
 from .scores import Classification, Scorer
 from .skeleton import draw_poses
 from .tracker import ByteTracker, Track
