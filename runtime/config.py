@@ -190,7 +190,7 @@ def check_output(uri: str) -> None:
     ext = os.path.splitext(base)[1].lower()
     if "%" in base and ext in IMAGE_EXTENSIONS:
         return  # an image sequence makes its folder
-    if uri.endswith(("/", os.sep)) or os.path.isdir(path):
+    if uri.endswith(("/", os.sep)) or (os.path.isdir(path) and not ext):
         return  # an image folder: numbered JPEGs, the folder made if missing
     if ext in IMAGE_EXTENSIONS:  # one picture (a photo in, the annotated photo out)
         if not os.path.isdir(folder):

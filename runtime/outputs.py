@@ -507,7 +507,8 @@ def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False) -> O
         return ImageSequenceSink(uri)
     if is_single_image(uri):
         return SingleImageSink(uri)
-    if uri.endswith(("/", os.sep)) or os.path.isdir(uri):  # an image folder: one numbered JPEG per frame
+    if uri.endswith(("/", os.sep)) or (os.path.isdir(uri) and not os.path.splitext(uri)[1]):
+        # an image folder (out/, or an existing folder named without an extension): numbered JPEGs
         return ImageSequenceSink(os.path.join(uri, "%05d.jpg"))
     return VideoFileSink(uri, fps)
 
