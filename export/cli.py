@@ -17,6 +17,7 @@ from actionnet.errors import ActionNetError, MissingLibraryError
 # command -> module under actionnet.export
 COMMANDS = {
     "action": "action",      # 3D ResNets and torchvision video models -> self-describing ONNX
+    "image": "image",        # 2D image classifiers -> self-describing ONNX of clip length 1
     "onnx": "custom",        # a foreign ONNX + label file -> checked, annotated ONNX
     "engine": "engine",      # ONNX -> TensorRT engine file with an actionnet header
     "quantize": "quantize",  # FP32 ONNX -> INT8 QDQ ONNX, calibrated on clips

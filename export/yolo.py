@@ -1,5 +1,9 @@
 """``actionnet-export yolo MODEL --output x.onnx``: an ultralytics YOLO detector -> self-describing ONNX.
 
+Pose models (``yolo11n-pose.pt``, ``yolov8n-pose.yaml``) export the same way: their output is the
+yolov8 layout with K x D keypoint rows after the class scores, and ``actionnet.keypoints`` records
+``[K, D]`` so the runtime decodes them (:mod:`actionnet.pose`).
+
 MODEL is an ultralytics checkpoint (``yolo11n.pt``, ``yolov8n.pt``, ``yolo26n.pt``) or a model
 YAML (``yolov8n.yaml``: random weights, for tests). Ultralytics' own exporter writes the graph
 (it knows its heads: YOLOv8/11 give ``[1, 4 + C, N]``, YOLO26 and YOLOv10 an end-to-end
@@ -17,6 +21,7 @@ refuses, are rebuilt as ultralytics models first (:mod:`actionnet.export.yolov5_
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import sys
@@ -24,7 +29,7 @@ import tempfile
 
 from actionnet.errors import ModelError
 
-HELP = "export an ultralytics YOLO detector (.pt or .yaml) to self-describing ONNX for --persons"
+HELP = "export an ultralytics YOLO detector or pose model (.pt or .yaml) to self-describing ONNX for --persons"
 
 
 def add_arguments(p) -> None:
@@ -78,9 +83,11 @@ def load_yolo(model: str):
         yolo = YOLO(model)
     except Exception as e:  # ultralytics raises many types (TypeError for old YOLOv5 .pt files, ...)
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"ultralytics cannot load {name}: {msg.lstrip('❌ ').strip()}") from None
-    if yolo.task != "detect":
-        raise ModelError(f"{name} is a {yolo.task} model; --persons needs a detect model")
+        hint = ("; an original YOLOv5 checkpoint needs YOLOv5's own export.py, and the runtime reads that ONNX as is"
+                if "yolov5" in name.lower() else "")
+        raise ModelError(f"ultralytics cannot load {name}: {msg.lstrip('❌ ').strip()}{hint}") from None
+    if yolo.task not in ("detect", "pose"):
+        raise ModelError(f"{name} is a {yolo.task} model; --persons needs a detect or pose model")
     return yolo
 
 
@@ -129,7 +136,11 @@ def export_yolo(model, output: str, imgsz=640, opset: int = 17, dynamic: bool = 
             raise ModelError(f"ultralytics wrote {written}, outside the scratch folder; not moving it")
         m = onnx.load(written)
         dims = _output_shape(written, hw) if dynamic else [d.dim_value for d in m.graph.output[0].type.tensor_type.shape.dim]
-        layout, n = infer_layout(tuple(dims))
+        kpt = _keypoint_shape(yolo)
+        if kpt is not None:  # pose: [1, 4 + C + K*D, N], the yolov8 layout with keypoint rows after the classes
+            layout, n = "yolov8", dims[1] - 4 - kpt[0] * kpt[1]
+        else:
+            layout, n = infer_layout(tuple(dims))
         if layout != "end2end" and n != len(labels):
             raise ModelError(f"exported output {dims} has {n} classes but the model names {len(labels)}")
         spec = DetectorSpec(layout, hw[0], hw[1], labels)
@@ -138,6 +149,10 @@ def export_yolo(model, output: str, imgsz=640, opset: int = 17, dynamic: bool = 
         m.metadata_props.extend(keep)  # ultralytics' own (names, stride, imgsz) stay
         for k, v in spec.to_metadata().items():
             m.metadata_props.add(key=k, value=v)
+        if kpt is not None:
+            from actionnet.pose import KEYPOINTS_KEY
+
+            m.metadata_props.add(key=KEYPOINTS_KEY, value=json.dumps(list(kpt)))
         onnx.checker.check_model(m)
         onnx.save(m, written)
         _smoke(written, spec)
@@ -155,13 +170,21 @@ def _output_shape(path: str, hw) -> list:
     return list(sess.run(None, {sess.get_inputs()[0].name: x})[0].shape)
 
 
+def _keypoint_shape(yolo):
+    """(K, D) of a pose model's head (17, 3 for COCO), None for a detect model."""
+    if yolo.task != "pose":
+        return None
+    head = yolo.model.model[-1]
+    return tuple(int(v) for v in head.kpt_shape)
+
+
 def _smoke(path: str, spec) -> None:
     """One ONNX Runtime run through the runtime's own detector on a grey frame."""
     import numpy as np
 
-    from actionnet.detector import Detector
+    from actionnet.pose import open_detector
 
-    det = Detector(path, classes=None, log=None)
+    det = open_detector(path, classes=None, log=None)
     try:
         det(np.full((spec.height, spec.width, 3), 114, np.uint8))
     finally:

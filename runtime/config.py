@@ -208,11 +208,15 @@ def check_output(uri: str) -> None:
     ext = os.path.splitext(base)[1].lower()
     if "%" in base and ext in IMAGE_EXTENSIONS:
         return  # an image sequence makes its folder
-    if os.path.isdir(path):
-        raise OutputError(f"cannot write {uri}: it is a folder")
+    if uri.endswith(("/", os.sep)) or (os.path.isdir(path) and not ext):
+        return  # an image folder: numbered JPEGs, the folder made if missing
+    if ext in IMAGE_EXTENSIONS:  # one picture (a photo in, the annotated photo out)
+        if not os.path.isdir(folder):
+            raise OutputError(f"cannot write {uri}: folder {folder} does not exist")
+        return
     if ext not in VIDEO_OUTPUT_EXTENSIONS:
         raise OutputError(f"output {uri}: unknown video type {ext or '(no extension)'}; name it "
-                          f"{', '.join(VIDEO_OUTPUT_EXTENSIONS)}, or out/%05d.jpg for images")
+                          f"{', '.join(VIDEO_OUTPUT_EXTENSIONS)}, out.jpg for one image, or out/%05d.jpg (or out/) for images")
     if not os.path.isdir(folder):
         raise OutputError(f"cannot write {uri}: folder {folder} does not exist")
 

@@ -354,6 +354,36 @@ class ImageSequenceSink(Output):
                     pass
 
 
+class SingleImageSink(Output):
+    """``out.jpg``: the one annotated picture of a one-image input (a photo in, the photo out).
+
+    The frame is written when the run ends, so an interrupted run leaves nothing half-made; an
+    input of more than one frame is refused at its second frame with the way to keep them all."""
+
+    def __init__(self, path: str):
+        import cv2
+
+        self._cv2, self.path, self.frame, self.frames = cv2, path, None, 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.frames += 1
+        if self.frames > 1:
+            stem, ext = os.path.splitext(self.path)
+            raise OutputError(f"output {self.path} holds one image but the input has more frames; "
+                              f"write them as {stem}/%05d{ext} or to a video")
+        self.frame = frame.copy()
+
+    def close(self, keep: bool = True) -> None:
+        if keep and self.frame is not None:
+            if not self._cv2.imwrite(self.path, self.frame):
+                raise OutputError(f"cannot write image {self.path}")
+            self.frame = None
+
+
+def is_single_image(uri: str) -> bool:
+    return "%" not in uri and "://" not in uri and uri.lower().endswith(IMAGE_EXTENSIONS)
+
+
 class RtpSink(Output):
     """H.264 over RTP/UDP through PyAV's rtp muxer, tuned for latency (no B-frames, 1 s GOP).
 
@@ -475,6 +505,11 @@ def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False) -> O
         return RtpSink(host, port, fps, uri=uri, log=log)
     if is_image_pattern(uri):
         return ImageSequenceSink(uri)
+    if is_single_image(uri):
+        return SingleImageSink(uri)
+    if uri.endswith(("/", os.sep)) or (os.path.isdir(uri) and not os.path.splitext(uri)[1]):
+        # an image folder (out/, or an existing folder named without an extension): numbered JPEGs
+        return ImageSequenceSink(os.path.join(uri, "%05d.jpg"))
     return VideoFileSink(uri, fps)
 
 

@@ -16,6 +16,11 @@ crop stays put while the person stays inside it and is re-centred, ahead of the 
 only when they leave it or change size a lot: the clip then keeps the person's motion relative
 to the scene, which is what action models are trained on (a crop that follows the box every
 frame, ``crop_mode="follow"``, the Ultralytics example's way, turns walking into standing).
+
+A pose detector (:mod:`actionnet.pose`) adds each track's keypoints of the current frame, a
+posture (:mod:`actionnet.posture`) and a drawn skeleton (:mod:`actionnet.skeleton`); events then
+carry ``keypoints`` and ``posture``. An image model (clip length 1) classifies every person on
+every frame through the same buffers.
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .config import ClassifierOptions, PersonOptions, person_cadence
-from .detector import Detector
 from .framebuffer import FrameBuffer
 from .model import open_classifier
 from .overlay import Overlay
 from .person_overlay import PersonOverlay
 from .pipeline import Analyser, StageTimer
+from .pose import match_keypoints, open_detector
+from .posture import posture
 from .scores import Classification, Scorer
 from .segments import LabelTracker, Segment, SegmentSummary  # noqa: F401 (Segment moved there)
+from .skeleton import draw_poses
 from .tracker import ByteTracker, Track
 
 
@@ -51,6 +58,8 @@ class PersonState:
     last: Optional[Classification] = None
     labels: Optional[LabelTracker] = None  # hysteresis and the open segment (runtime/segments.py)
     seen: bool = False  # matched on the current frame
+    keypoints: Optional[np.ndarray] = None  # [K, 3] frame pixels, from a pose detector; None otherwise
+    posture: Optional[str] = None  # standing, sitting, lying (actionnet.posture), or None
 
     @property
     def segment(self) -> Optional[Segment]:
@@ -99,8 +108,8 @@ class PersonActionNet(Analyser):
                                          detector_classes=tuple(detector_classes), detector_layout=detector_layout,
                                          track_timeout=track_timeout, context=context, crop_mode=crop_mode,
                                          max_batch=max_batch, detect_every=detect_every).validate()
-        self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
-                                 layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
+        self.detector = open_detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
+                                      layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
             self.classifier = c = open_classifier(options, log)
         except BaseException:
@@ -196,10 +205,13 @@ class PersonActionNet(Analyser):
         self.timer.add("track", t2 - t1)
         sampled = index % (self.skip_frames + 1) == 0
         due: List[PersonState] = []
-        for tr in tracks:
+        poses = match_keypoints([tr.box for tr in tracks], dets)  # all None for a plain detector
+        for tr, kp in zip(tracks, poses):
             st = self._state(tr)
             st.seen = True
             st.box = tr.box
+            st.keypoints = kp
+            st.posture = posture(kp) if kp is not None else None
             if not sampled:
                 continue
             st.crop = self._crop_box(st, tr, frame.shape)
@@ -242,6 +254,9 @@ class PersonActionNet(Analyser):
                 ev = c.to_event()
                 ev = {"event": "classification", "track_id": st.id,
                       "box": [round(float(v), 1) for v in st.box], **ev}
+                if st.keypoints is not None:
+                    ev["keypoints"] = np.round(st.keypoints, 2).tolist()
+                    ev["posture"] = st.posture
                 events.append(st.labels.annotate(ev))
 
     def finish(self, reason: str = "end") -> list:
@@ -273,6 +288,7 @@ class PersonActionNet(Analyser):
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
         self.overlay.annotate(frame, self.visible(), self.spec.clip_length)
+        draw_poses(frame, self.visible())
         return self.fps_overlay.annotate(frame, None, fps)  # the frame rate, top left as in whole-frame mode
 
     def status(self) -> str:

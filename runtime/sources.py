@@ -173,6 +173,8 @@ class ImageFolderSource(Source):
         self.uri = pattern
         if os.path.isdir(pattern):
             files = [os.path.join(pattern, f) for f in os.listdir(pattern)]
+        elif not any(c in pattern for c in "*?[") and not os.path.exists(pattern):
+            raise InputError(f"input not found: {pattern}")
         else:
             files = glob.glob(pattern)
         self.files: List[str] = sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS))
@@ -246,8 +248,8 @@ def parse_source_uri(uri: str) -> Tuple[str, str]:
     if uri.startswith("rtp://"):
         host, port = parse_host_port(uri)
         return "rtp", f"{host}:{port}"
-    if os.path.isdir(uri) or any(c in uri for c in "*?["):
-        return "images", uri
+    if os.path.isdir(uri) or any(c in uri for c in "*?[") or uri.lower().endswith(IMAGE_EXTENSIONS):
+        return "images", uri  # a folder, a glob, or one photo (a folder of one)
     return "file", uri
 
 

@@ -122,8 +122,8 @@ def test_end_to_end_head_exports_nms_free(tmp_path):
 def test_cli_errors(tmp_path):
     r = run_cli("yolo", tmp_path / "missing.pt", "--output", tmp_path / "x.onnx", module="actionnet.export.cli")
     assert r.returncode == 2 and "checkpoint not found" in r.stderr and "Traceback" not in r.stderr
-    r = run_cli("yolo", "yolo11n-pose.yaml", "--output", tmp_path / "x.onnx", module="actionnet.export.cli")
-    assert r.returncode == 2 and "pose model" in r.stderr
+    r = run_cli("yolo", "yolo11n-seg.yaml", "--output", tmp_path / "x.onnx", module="actionnet.export.cli")
+    assert r.returncode == 2 and "segment model" in r.stderr
     r = run_cli("yolo", "yolov8n.yaml", "--imgsz", "300", "--output", tmp_path / "x.onnx",
                 module="actionnet.export.cli")
     assert r.returncode == 2 and "multiple of 32" in r.stderr

@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "--weights r2plus1d_34_clip8_ft_kinetics_from_ig65m-0aa0550b.pth --mode last --output runs/x\n"
                        "  actionnet-train --resume runs/kitchen")
     d = p.add_argument_group("data")
-    d.add_argument("--data", help="folder with one sub-folder of videos per class (UCF-101 / HMDB-51 layout)")
+    d.add_argument("--data", help="folder with one sub-folder of videos (UCF-101 / HMDB-51 layout) or images per class")
     d.add_argument("--train-list", help="CSV rows path,label[,start_frame,end_frame]")
     d.add_argument("--val-list", help="CSV validation list (default: a stratified split of the training clips)")
     d.add_argument("--labels", help="label file for CSV lists, one class per line (default: the labels in the list)")

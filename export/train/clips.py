@@ -87,7 +87,15 @@ def read_frames(path: str, indices: Sequence[int]) -> List[np.ndarray]:
     import av
 
     from actionnet.errors import InputError
+    from actionnet.sources import IMAGE_EXTENSIONS
 
+    if path.lower().endswith(IMAGE_EXTENSIONS):  # a photo: one frame, repeated for every index
+        import cv2
+
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        if img is None:
+            raise InputError(f"cannot read image {path}")
+        return [img] * len(indices)
     want = sorted(set(int(i) for i in indices))
     got = {}
     last = None

@@ -22,7 +22,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from actionnet.errors import InputError
-from actionnet.sources import VIDEO_EXTENSIONS
+from actionnet.sources import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 class DataError(InputError):
@@ -60,10 +60,11 @@ def scan_folder(root: str) -> Tuple[Tuple[str, ...], List[Sample]]:
     samples = []
     for i, c in enumerate(classes):
         folder = os.path.join(root, c)
-        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS))
+        # videos, or images (a photo is a one-frame clip: image models train on class folders of photos)
+        files = sorted(f for f in os.listdir(folder) if f.lower().endswith(VIDEO_EXTENSIONS + IMAGE_EXTENSIONS))
         if not files:
-            raise DataError(f"class folder {folder} holds no videos ({', '.join(VIDEO_EXTENSIONS[:4])}, ...); "
-                            "remove it or add clips")
+            raise DataError(f"class folder {folder} holds no videos ({', '.join(VIDEO_EXTENSIONS[:4])}, ...) "
+                            f"or images ({', '.join(IMAGE_EXTENSIONS[:3])}, ...); remove it or add clips")
         samples += [Sample(os.path.join(folder, f), i) for f in files]
     _check_classes(classes, root)
     return tuple(classes), samples
@@ -134,6 +135,10 @@ def probe(path: str) -> Tuple[int, Optional[str]]:
     the container's; without one the video is decoded through to count."""
     from actionnet.sources import open_source
 
+    if path.lower().endswith(IMAGE_EXTENSIONS):
+        import cv2
+
+        return (1, None) if cv2.imread(path, cv2.IMREAD_COLOR) is not None else (0, "not a readable image")
     try:
         src = open_source(path)
         try:

@@ -198,7 +198,8 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     torch.manual_seed(cfg.seed)
     net, spec = build(cfg.arch, ds.labels, None if resume else cfg.weights, cfg.clip_length, cfg.size,
                       cfg.allow_pickle, log=log)
-    spec = spec.replace(skip_frames=cfg.skip_frames)
+    # an image model (clip length 1) classifies every stored frame: no stride to record
+    spec = spec.replace(skip_frames=cfg.skip_frames if spec.clip_length > 1 else 0)
     model = RawClipModel(net, spec).to(device)
     trainable = Trainable(net, cfg.arch, cfg.mode)
     augment = Augment(flip=cfg.flip)

@@ -3,7 +3,9 @@ head sized for the user's labels, and which parameters train.
 
 Architectures: ``resnet-18``/``resnet-34`` (3D-ResNets-PyTorch checkpoints), torchvision's video
 models (``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``, ``mvit_*``, ``swin3d_*``), ig65m-pytorch's
-``r2plus1d_34`` and ``tiny3d`` (the small synthetic-test network, for tests and trials). The
+``r2plus1d_34``, ``tiny3d`` (the small synthetic-test network, for tests and trials), and 2D image
+classifiers (``resnet18``/``34``/``50``, ``mobilenet_v3_large``, ``efficientnet_b0``..., ``tiny2d``)
+trained as clips of one frame on folders of images (or single frames of videos). The
 spec (clip length, size, resize, mean, std) is the one the export stage writes for the same
 architecture, so the trained model is deployed exactly as it was trained.
 
@@ -23,15 +25,20 @@ from torch import nn
 from actionnet.errors import ModelError, UsageError
 from actionnet.spec import ModelSpec
 
+from .. import image_models
 from ..action import RESNET3D_ARCHS, resnet3d_spec
 from ..torchvision_models import ARCHS as TORCHVISION_ARCHS
 
 TINY = "tiny3d"
-ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34", TINY)
+# 2D image classifiers train as clips of one frame (image_models.ImageAsClip)
+IMAGE_ARCHS = image_models.ARCHS + tuple(image_models.ALIASES) + (image_models.TINY,)
+ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34", TINY) + IMAGE_ARCHS
 MODES = ("linear", "last", "full")
 
 
 def head_prefix(arch: str) -> str:
+    if arch in IMAGE_ARCHS:
+        return "net." + image_models.head_key(arch).rsplit(".", 1)[0] + "."
     from ..archs import head_prefix as prefix
 
     try:
@@ -42,6 +49,8 @@ def head_prefix(arch: str) -> str:
 
 def last_stage_prefixes(model: nn.Module, arch: str) -> Tuple[str, ...]:
     """Parameter name prefixes of the last stage (what ``--mode last`` trains besides the head)."""
+    if arch in IMAGE_ARCHS:
+        return tuple("net." + p for p in image_models.last_stage(model.net, arch))
     if hasattr(model, "layer4"):
         return ("layer4.",)
     if arch == TINY:
@@ -74,6 +83,10 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
 
         model = ig65m.r2plus1d_34(n)  # BatchNorm eps as published, PyTorch's momentum (see ig65m)
         spec = ig65m.spec(labels, clip_length or ig65m.clip_length_of(weights), size or 112)
+    elif arch in IMAGE_ARCHS:
+        if clip_length not in (None, 1):
+            raise UsageError(f"{arch} is an image model: it takes one frame, not --clip-length {clip_length}")
+        model, spec = image_models.build(arch, n), image_models.spec_from_weights(arch, labels, size)
     elif arch == TINY:
         from ..synthetic import test_model_spec, tiny_net
 
@@ -94,6 +107,9 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
     """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
     from ..checkpoints import load_strict, read_state_dict
 
+    if arch in IMAGE_ARCHS:  # the checkpoint is the 2D network's own
+        image_models.load_weights(model.net, arch, weights, allow_pickle, skip_head=True)
+        return
     from ..archs import ALL
 
     load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch),

@@ -1,0 +1,34 @@
+"""``actionnet-export image --arch resnet50 --weights w.pth --labels l.txt --output m.onnx``:
+a 2D image classifier as a clip model of length 1 (see :mod:`actionnet.export.image_models`)."""
+
+from __future__ import annotations
+
+import sys
+
+HELP = "export a 2D image classifier (ResNet, MobileNetV3, EfficientNet) to self-describing ONNX (clip length 1)"
+
+
+def add_arguments(p) -> None:
+    from .image_models import ALIASES, ARCHS
+
+    p.add_argument("--arch", required=True, choices=ARCHS + tuple(ALIASES), metavar="ARCH",
+                   help=f"architecture: {', '.join(ARCHS)} (timm-style names such as mobilenetv3_large too)")
+    p.add_argument("--weights", help="state dict (.pth: torchvision, or a timm ResNet); without it random weights "
+                                     "(for trials and tests; the ImageNet head unless --labels)")
+    p.add_argument("--output", required=True, help="ONNX file to write")
+    p.add_argument("--labels", help="label file, one class per line (default: ImageNet's 1000 categories)")
+    p.add_argument("--size", type=int, help="square input size (default: the architecture's, e.g. 224)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="read checkpoints that hold more than tensors (only for files you trust)")
+    p.add_argument("--no-parity", action="store_true", help="write even when ONNX Runtime and PyTorch disagree")
+
+
+def run(args) -> int:
+    from .image_models import export_image
+
+    if not args.weights:
+        print("actionnet-export: no --weights: exporting random weights (scores mean nothing)", file=sys.stderr)
+    export_image(args.arch, args.output, weights=args.weights, labels=args.labels, size=args.size,
+                 check_parity=not args.no_parity, allow_pickle=args.allow_pickle)
+    print(f"actionnet-export: wrote {args.output}", file=sys.stderr)
+    return 0
