@@ -23,6 +23,7 @@ COMMANDS = {
     "verify": "verify",      # an engine vs its reference ONNX on clips
     "fp16": "fp16",          # FP32 ONNX -> FP16 ONNX for ONNX Runtime on GPUs
     "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
+    "xclip": "xclip",        # a Hugging Face X-CLIP model -> zero-shot ONNX (labels at run time)
 }
 
 
@@ -62,7 +63,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args._run(args)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "ultralytics",
-                                                 "tensorrt", "openvino", "pycuda", "onnxconverter_common"):
+                                                 "tensorrt", "openvino", "pycuda", "onnxconverter_common",
+                                                 "transformers"):
             err = MissingLibraryError(f"{e.name} is not installed: pip install 'actionnet[export]'")
             print(f"actionnet-export: error: {err}", file=sys.stderr)
             return err.exit_code
