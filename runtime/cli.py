@@ -42,13 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "  actionnet --network=resnet-34 --skip-frames=0 --threshold=0.2 input.mp4 output.mp4\n"
                        "  actionnet --model=m.onnx --events=events.jsonl --headless input.mp4",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
+    p.add_argument("input", nargs="?", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
     p.add_argument("output", nargs="?", help="video file (.mp4, .mkv, .avi, .flv), out/%%05d.jpg, display://0, "
                    "rtsp://@:port/path, rtp://host:port (default: display://0 unless --headless)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
     m.add_argument("--model", help="ONNX model file (overrides --network)")
-    m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
+    m.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="label file, one class per line (overrides the model's labels); zero-shot models: the "
+                        "actions as text prompts (several values, one comma-separated value, or a file)")
     m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
     m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
     m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
@@ -97,6 +99,9 @@ def _add_person_arguments(p) -> None:
                    help="seconds a lost person is kept before their clip is freed (default 1)")
     g.add_argument("--crop-context", type=float, default=1.2,
                    help="crop side as a multiple of the person box's longer side (default 1.2)")
+    g.add_argument("--crop-margin", type=float, metavar="PERCENT",
+                   help="margin around the person box in percent of its size on each side, as the Ultralytics "
+                        "zero-shot example's crop_margin_percentage (overrides --crop-context)")
     g.add_argument("--crop-mode", choices=("anchored", "follow"), default="anchored",
                    help="anchored: crop stays put while the person is inside it; follow: re-centred every frame")
     g.add_argument("--max-batch", type=int, default=16, help="most person clips per engine call (default 16)")
@@ -104,6 +109,12 @@ def _add_person_arguments(p) -> None:
 
 def _run(args, log) -> int:
     from .live import check_paths, open_input, run_with_outputs
+    from .zeroshot import split_trailing_paths
+
+    # hook: issue 16 (--labels takes several prompts; positionals written after them come back)
+    args.labels, (args.input, args.output) = split_trailing_paths(args.labels, [args.input, args.output])
+    if args.input is None:
+        raise UsageError("an INPUT is required (a video file, image folder, camera or stream)")
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")

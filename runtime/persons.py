@@ -360,6 +360,10 @@ def cli_run(args, log) -> int:
         raise UsageError(f"--person-conf must be between 0 and 1, got {args.person_conf}")
     if args.track_timeout < 0:
         raise UsageError(f"--track-timeout must be >= 0 seconds, got {args.track_timeout}")
+    if getattr(args, "crop_margin", None) is not None:  # issue 16: the Ultralytics example's margin, in percent
+        if args.crop_margin < 0:
+            raise UsageError(f"--crop-margin must be >= 0 percent, got {args.crop_margin}")
+        args.crop_context = 1.0 + 2.0 * args.crop_margin / 100.0
     overrides = dict(mean=args.mean, std=args.std, value_scale=args.value_scale, color_order=args.color_order,
                      resize_mode=args.resize_mode, output_kind=args.output_kind)
     model, labels, input_blob, output_blob, overrides = resolve_network(

@@ -86,14 +86,18 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     fmt = e.get("format", "onnx")
     if fmt == "onnx":
         model = os.path.join(folder, e["file"])
-    elif fmt == "torchvision":
+    elif fmt in ("torchvision", "xclip"):
         model = os.path.join(folder, f"{key}.onnx")
     else:
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
     if not os.path.isfile(model):
         if not download:
             raise ZooError(_offline_message(key, e, folder, model, "downloads disabled"))
-        payload = fetch(key, e, folder, log)
+        if fmt == "xclip":  # issue 16: a Hub repository, exported once (zero-shot, labels at run time)
+            _export_xclip(key, e, folder, model, log)
+            payload = None
+        else:
+            payload = fetch(key, e, folder, log)
         if fmt == "torchvision":
             _export_torchvision(key, e, payload, model, log)
         if not os.path.isfile(model):
@@ -182,6 +186,18 @@ def _export_torchvision(key: str, e: dict, weights: str, out: str, log) -> None:
                        f"--weights {weights} --output {key}.onnx elsewhere and pass --model {key}.onnx") from None
     print(f"actionnet: exporting {key} to {out} (once)", file=log)
     export_torchvision(e["arch"], weights, out, labels=labels_file(e))
+
+
+def _export_xclip(key: str, e: dict, folder: str, out: str, log) -> None:
+    try:
+        from actionnet.export.xclip import export_xclip, hub_download
+    except ImportError:
+        raise ZooError(f"network {key} is a Hugging Face X-CLIP model and needs the export stage once: "
+                       f"pip install 'actionnet[export]', or run actionnet-export xclip {e['hub']} --output {key}.onnx "
+                       f"elsewhere and pass --model {key}.onnx (with {key}.text.onnx beside it)") from None
+    hf = hub_download(e["hub"], os.path.join(folder, "hf"), log)
+    print(f"actionnet: exporting {key} to {out} (once)", file=log)
+    export_xclip(hf, out, log=log)
 
 
 def _offline_message(key: str, e: dict, folder: str, model: Optional[str], reason: str) -> str:
