@@ -109,12 +109,13 @@ def _add_person_arguments(p) -> None:
 
 def _run(args, log) -> int:
     from .live import check_paths, open_input, run_with_outputs
-    from .zeroshot import split_trailing_paths
+    from .zeroshot import check_label_values, split_trailing_paths
 
     # hook: issue 16 (--labels takes several prompts; positionals written after them come back)
     args.labels, (args.input, args.output) = split_trailing_paths(args.labels, [args.input, args.output])
     if args.input is None:
         raise UsageError("an INPUT is required (a video file, image folder, camera or stream)")
+    check_label_values(args.labels)
 
     if not 0.0 <= args.threshold <= 1.0:
         raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")

@@ -56,6 +56,16 @@ def prompts_from(labels: LabelArg) -> Tuple[str, ...]:
     return tuple(prompts)
 
 
+def check_label_values(values: Optional[Sequence[str]]) -> None:
+    """An empty ``--labels`` value, or one of only commas, is wrong whatever the model: said
+    before the model is opened."""
+    for i, v in enumerate(values or ()):
+        if not v.strip().strip(",").strip(" ,"):
+            what = f"--labels {v!r} holds no prompt (empty, or only commas)" if len(values) == 1 else \
+                f"--labels has an empty prompt (value {i + 1} of {len(values)}: {v!r})"
+            raise LabelError(what)
+
+
 def fixed_labels(labels: LabelArg) -> Optional[Tuple[str, ...]]:
     """Labels for a fixed-label model: a label file (one value) or the class names themselves."""
     if labels is None:

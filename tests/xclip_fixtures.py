@@ -70,3 +70,65 @@ def save_hf_folder(model, folder: str, image: int, max_merges: int = 2000) -> st
         json.dump({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "bos_token": "<|startoftext|>",
                    "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}, f)
     return folder
+
+
+# -- a tiny X-CLIP that knows something --------------------------------------------------
+
+CAPTIONS = {f"{c} {d} slow": f"a {c} square moving {d}" for c in ("red", "blue") for d in ("left", "right")}
+
+
+def train_tiny_xclip(folder: str, steps: int = 250, seed: int = 0, log=None, frames: int = 4, batch: int = 16,
+                     lr: float = 5e-3, width: int = 32) -> str:
+    """A tiny X-CLIP trained on synthetic clips (export/synthetic.py) against their captions:
+    video-to-text softmax over the caption set, as X-CLIP is trained on class-name prompts.
+    Saved in the Hugging Face layout; returns ``folder``."""
+    import numpy as np
+    import torch
+    from transformers import CLIPTokenizer, XCLIPModel
+
+    from actionnet.export.synthetic import SIZE, random_clip
+
+    torch.manual_seed(seed)
+    n = write_tokenizer_files(folder, 2000)
+    cfg = tiny_config(n, frames=frames, image=SIZE, patch=8, width=width, proj=width)
+    model = XCLIPModel(cfg)
+    labels = tuple(CAPTIONS)
+    captions = [CAPTIONS[k] for k in labels]
+    tok = CLIPTokenizer.from_pretrained(folder)
+    ids = tok(captions, padding=True, return_tensors="pt")
+    x, y = clips(512, seed, labels, frames)
+    mean, std = np.array(CLIP_MEAN, np.float32), np.array(CLIP_STD, np.float32)
+    px = torch.from_numpy(((x.astype(np.float32) / 255 - mean) / std).transpose(0, 1, 4, 2, 3).copy())
+    y = torch.from_numpy(y)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(0, len(px), (batch,), generator=g)
+        out = model(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"], pixel_values=px[idx])
+        loss = torch.nn.functional.cross_entropy(out.logits_per_video, y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if log is not None and step % 50 == 0:
+            print(f"xclip step {step}: loss {loss.item():.3f}", file=log)
+    model.eval()
+    save_hf_folder(model, folder, SIZE, 2000)
+    return folder
+
+
+def clips(n: int, seed: int, labels, frames: int):
+    """Synthetic clips of ``frames`` frames (the square moves 2.5 to 3.5 px per frame, so that the
+    direction shows within a few frames) and their label indices."""
+    import numpy as np
+
+    from actionnet.export.synthetic import render
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % len(labels)
+    rng.shuffle(y)
+    x = np.stack([render(labels[i].split()[0], labels[i].split()[1], rng.uniform(2.5, 3.5), frames,
+                         square=int(rng.integers(5, 8)), rng=rng) for i in y])
+    return x, y.astype(np.int64)
