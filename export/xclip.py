@@ -332,7 +332,7 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
                     {"frames": {0: "N"}, "text_embeds": {0: "L"}, "logits": {0: "N", 1: "L"}})
             txt_tmp = tmp()
             _export(text, (torch.from_numpy(ids),), txt_tmp, ["input_ids"], ["text_embeds"],
-                    {"input_ids": {0: "L"}, "text_embeds": {0: "L"}})
+                    {"input_ids": {0: "L", 1: "S"}, "text_embeds": {0: "L"}})
             tm = onnx.load(txt_tmp)
             for k, v in {"actionnet.spec_version": "1", "actionnet.task": "text", TEXT_PREFIX + "vocab": json.dumps(vocab, ensure_ascii=False),
                          TEXT_PREFIX + "merges": "\n".join(merges), TEXT_PREFIX + "context_length": str(context),

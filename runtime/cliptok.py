@@ -152,12 +152,13 @@ class ClipTokenizer:
         return [self.bos] + ids[: self.context_length - 2] + [self.eos]
 
     def __call__(self, texts: Sequence[str]):
-        """[len(texts), context_length] int64, padded with the end token (the text encoder pools at
-        the first end token and its attention is causal, so padding never changes a result)."""
+        """[len(texts), longest] int64 (at most the context length), padded with the end token: the
+        text encoder pools at the first end token and its attention is causal, so padding never
+        changes a result, and padding only to the longest prompt keeps start-up short."""
         import numpy as np
 
-        out = np.full((len(texts), self.context_length), self.eos, np.int64)
-        for i, t in enumerate(texts):
-            ids = self.encode(t)
+        rows = [self.encode(t) for t in texts]
+        out = np.full((len(rows), max(len(r) for r in rows)), self.eos, np.int64)
+        for i, ids in enumerate(rows):
             out[i, : len(ids)] = ids
         return out

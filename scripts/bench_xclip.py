@@ -9,8 +9,8 @@ ones. Reported, medians of ``--repeats``:
 
 1. per clip: the example's call (XCLIPProcessor on the frames and the prompts, then XCLIPModel,
    text encoder included, as it runs on every clip) against the exported video side with the
-   prompts' embeddings bound once (ONNX Runtime, OpenVINO); also transformers eager on
-   pre-processed tensors with the text features computed once, the fairest eager baseline;
+   prompts' embeddings bound once (ONNX Runtime, OpenVINO); also transformers eager on tensors
+   the processor prepared once (XCLIPModel.forward still runs its text encoder on every call);
 2. start-up: the runtime's tokenizer + text-encoder ONNX for the label set;
 3. end to end: ``ActionNet`` over a video (decode, buffer, in-graph normalisation, engine)
    against a plain loop (OpenCV decode, a deque of RGB frames, processor + model per clip),
