@@ -87,7 +87,7 @@ def test_tokenizer_equals_transformers_clip_tokenizer(tmp_path):
     assert len(ours.encode("waving " * 90)) == 77
     batch = ours(prompts)
     assert batch.shape == (len(prompts), 77) and batch.dtype == np.int64
-    assert ours(["dancing", "a person dancing"]).shape == (2, 6)  # padded to the longest prompt only
+    assert ours(["dancing", "a person dancing"]).shape == (2, 5)  # padded to the longest prompt only
 
 
 # -- export and run-time labels ------------------------------------------------------------
