@@ -77,12 +77,12 @@ def hub_download(name: str, folder: str, log=sys.stderr) -> str:
     base = (os.environ.get("ACTIONNET_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or HF_ENDPOINT).rstrip("/")
     os.makedirs(folder, exist_ok=True)
 
-    def get(file: str, required: bool) -> bool:
+    def get(file: str, required: bool, loud: bool = False) -> bool:
         if os.path.isfile(os.path.join(folder, file)):
             return True
         url = f"{base}/{name}/resolve/main/{file}"
         try:
-            fetch(f"{name}/{file}", {"url": url}, folder, _Quiet(log) if not required else log)
+            fetch(f"{name}/{file}", {"url": url}, folder, log if required or loud else _Quiet(log))
             return True
         except ZooError:
             if required:
@@ -91,7 +91,7 @@ def hub_download(name: str, folder: str, log=sys.stderr) -> str:
 
     for file, required in HUB_FILES:
         get(file, required)
-    if not any(get(w, False) for w in WEIGHT_FILES):
+    if not any(get(w, False, loud=True) for w in WEIGHT_FILES):
         raise ModelError(f"{name}: no weights ({' or '.join(WEIGHT_FILES)}) at {base}/{name}")
     return folder
 

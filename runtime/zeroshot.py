@@ -155,18 +155,20 @@ def bind_labels(eng: Engine, spec: ModelSpec, labels: LabelArg, threads: Optiona
 
 
 def split_trailing_paths(labels: Optional[List[str]], inputs: List[Optional[str]]) -> Tuple[Optional[List[str]], List[Optional[str]]]:
-    """``--labels a b in.mp4 out.mp4``: argparse hands the positionals to ``--labels``. Values at
-    the end that look like an input or output (an existing path, a URL, a file name with a
-    video or image extension, a device) are moved back, as many as positionals are missing."""
-    if not labels or inputs[0] is not None:
+    """``--labels a b in.mp4 out.mp4``: argparse hands the positionals written after the prompts to
+    ``--labels``. Values at the end that look like an input or output (an existing path, a URL, a
+    file name with a video or image extension, a device) go back to the positionals left empty."""
+    free = [i for i, v in enumerate(inputs) if v is None]
+    if not labels or not free or (free[0] == 0 and inputs[1] is not None):
         return labels, inputs
     labels = list(labels)
     moved: List[str] = []
-    while labels and len(moved) < 2 and len(labels) > 1 and _looks_like_path(labels[-1]):
+    while labels and len(moved) < len(free) and len(labels) > 1 and _looks_like_path(labels[-1]):
         moved.insert(0, labels.pop())
-    if not moved:
-        return labels, inputs
-    return labels, (moved + [None, None])[:2]
+    out = list(inputs)
+    for i, v in zip(free, moved):
+        out[i] = v
+    return labels, out
 
 
 _MEDIA = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".flv", ".m4v", ".ts", ".jpg", ".jpeg", ".png", ".bmp", ".gif")

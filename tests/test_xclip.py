@@ -190,12 +190,15 @@ def test_cli_labels_forms(xclip_onnx, synthetic_video, tmp_path, capsys):
          {"cooking", "eating"}),
         (["--model", str(xclip_onnx), "--labels", str(lab), video, str(tmp_path / "c.mp4")],
          {"jumping", "singing a song, loudly"}),
+        (["--model", str(xclip_onnx), video, "--labels", "walking", "running", str(tmp_path / "d.mp4")],
+         {"walking", "running"}),
     ]
     for i, (argv, want) in enumerate(runs):
         ev = tmp_path / f"ev{i}.jsonl"
         assert main(argv + ["--headless", "--no-progress", "--threshold=0", "--skip-frames=0", "--events", str(ev)]) == 0, \
             capsys.readouterr().err
         events = _events(ev)
+        assert (tmp_path / f"{'abcd'[i]}.mp4").is_file()
         assert events and all(e["label"] in want and {t["label"] if isinstance(t, dict) else t[1] for t in e["topk"]} == want
                               for e in events)
     assert "prompts encoded" in capsys.readouterr().err
