@@ -26,6 +26,7 @@ COMMANDS = {
     "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
     "selfcheck": "selfcheck",  # which GPU libraries are present; FP32/FP16/INT8 engines checked and timed
     "triton": "triton",      # models -> a Triton Inference Server model repository
+    "xclip": "xclip",        # a Hugging Face X-CLIP model -> zero-shot ONNX (labels at run time)
 }
 
 
@@ -65,7 +66,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return args._run(args)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("torch", "torchvision", "onnx", "onnxscript", "ultralytics",
-                                                 "tensorrt", "openvino", "pycuda", "onnxconverter_common"):
+                                                 "tensorrt", "openvino", "pycuda", "onnxconverter_common",
+                                                 "transformers"):
             err = MissingLibraryError(f"{e.name} is not installed: pip install 'actionnet[export]'")
             print(f"actionnet-export: error: {err}", file=sys.stderr)
             return err.exit_code

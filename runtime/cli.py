@@ -21,7 +21,7 @@ from typing import List, Optional
 
 from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, PersonOptions, RunConfig, SourceConfig,
                      floats)
-from .errors import ActionNetError
+from .errors import ActionNetError, UsageError
 from .spec import COLOR_ORDERS, RESIZE_MODES
 
 
@@ -37,13 +37,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "  actionnet --network=resnet-34 --skip-frames=0 --threshold=0.2 input.mp4 output.mp4\n"
                        "  actionnet --model=m.onnx --events=events.jsonl --headless input.mp4",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("input", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
+    p.add_argument("input", nargs="?", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
     p.add_argument("output", nargs="?", help="video file (.mp4, .mkv, .avi, .flv), out/%%05d.jpg, display://0, "
                    "rtsp://@:port/path, rtp://host:port (default: display://0 unless --headless)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
     m.add_argument("--model", help="ONNX model file, or a TensorRT .engine (default: the --network model)")
-    m.add_argument("--labels", help="label file, one class per line (default: the model's labels)")
+    m.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="label file, one class per line (default: the model's labels); zero-shot models: the "
+                        "actions as text prompts (several values, one comma-separated value, or a file)")
     m.add_argument("--input-blob", help="input tensor name, for models without actionnet metadata (default: the model's first input)")
     m.add_argument("--output-blob", help="output tensor name, for models without actionnet metadata (default: the model's first output)")
     m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
@@ -108,6 +110,9 @@ def _add_person_arguments(p) -> None:
                    help="seconds a lost person is kept before their clip is freed (default 1)")
     g.add_argument("--crop-context", type=float, default=1.2,
                    help="crop side as a multiple of the person box's longer side (default 1.2)")
+    g.add_argument("--crop-margin", type=float, metavar="PERCENT",
+                   help="margin around the person box in percent of its size on each side, as the Ultralytics "
+                        "zero-shot example's crop_margin_percentage (overrides --crop-context; default: none)")
     g.add_argument("--crop-mode", choices=CROP_MODES, default="anchored",
                    help="anchored: crop stays put while the person is inside it; follow: re-centred every frame "
                         "(default: anchored)")
@@ -120,6 +125,17 @@ def _add_person_arguments(p) -> None:
 def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The parsed flags as a typed, validated configuration (no file is opened but to check it)."""
     from .engines.triton import apply_server_args  # --engine triton --server URL (issue 19)
+    from .zeroshot import check_label_values, split_trailing_paths
+
+    # --labels takes several prompts (zero-shot models); positionals written after them come back
+    args.labels, (args.input, args.output) = split_trailing_paths(args.labels, [args.input, args.output])
+    if args.input is None:
+        raise UsageError("an INPUT is required (a video file, image folder, camera or stream)")
+    check_label_values(args.labels)
+    if args.crop_margin is not None:  # the Ultralytics zero-shot example's margin, in percent per side
+        if args.crop_margin < 0:
+            raise UsageError(f"--crop-margin must be >= 0 percent, got {args.crop_margin}")
+        args.crop_context = 1.0 + 2.0 * args.crop_margin / 100.0
 
     apply_server_args(args)
     classifier = ClassifierOptions(

@@ -20,7 +20,8 @@ from .engines import Engine, open_engine
 from .errors import LabelError, ModelError
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Scorer
-from .spec import PREFIX, ModelSpec, foreign_spec, read_labels
+from .spec import PREFIX, ModelSpec, foreign_spec
+from .zeroshot import fixed_labels
 
 # spec fields a user may override from the command line
 PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
@@ -43,10 +44,11 @@ def resolve_network(network: Optional[str], model: Optional[str], labels: Option
             output_blob or entry.output_blob, overrides)
 
 
-def load_action_model(path: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
+def load_action_model(path: str, labels=None, input_blob: Optional[str] = None,
                       output_blob: Optional[str] = None, engine: str = "auto", threads: Optional[int] = None,
                       log=sys.stderr, precision: Optional[str] = None, **overrides):
-    """Open ``path`` and return ``(engine, spec)``, checked against each other."""
+    """Open ``path`` and return ``(engine, spec)``, checked against each other. ``labels``: a label
+    file, or the label names (a zero-shot model's text prompts, see :mod:`actionnet.zeroshot`)."""
     unknown = set(overrides) - set(PREP_FIELDS)
     if unknown:
         raise TypeError(f"unknown overrides: {sorted(unknown)}")
@@ -55,6 +57,10 @@ def load_action_model(path: str, labels: Optional[str] = None, input_blob: Optio
     try:
         spec = _spec_for(eng, labels, input_blob, output_blob, overrides)
         _check(eng, spec)
+        if spec.zero_shot:  # hook: issue 16 (zero-shot models embed their prompts once, here)
+            from .zeroshot import bind_labels
+
+            eng, spec = bind_labels(eng, spec, labels, threads=threads, log=log)
     except Exception:
         eng.close()
         raise
@@ -75,12 +81,12 @@ def _spec_for(eng: Engine, labels, input_blob, output_blob, overrides) -> ModelS
     if spec is None:
         n = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
         return foreign_spec(eng.input.shape, eng.input.name, out.name, n,
-                            labels=read_labels(labels) if labels else None, **overrides)
+                            labels=fixed_labels(labels), **overrides)
     if spec.task != "action":
         raise ModelError(f"{eng.path} is a {spec.task} model, not an action model")
     changes = dict(overrides)
-    if labels:
-        changes["labels"] = read_labels(labels)
+    if labels and not spec.zero_shot:
+        changes["labels"] = fixed_labels(labels)
     if output_blob:
         changes["output_name"] = out.name
     return spec.replace(**changes) if changes else spec

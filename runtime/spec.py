@@ -71,6 +71,12 @@ class ModelSpec:
     # it); the runtime uses it unless --skip-frames is given. None: not recorded.
     skip_frames: Optional[int] = None
     arch: str = ""
+    # Zero-shot models (runtime/zeroshot.py): the input that takes one text embedding per label
+    # ([L, embed_dim] float32), the text-encoder ONNX beside the model that makes them, and the
+    # embedding size. Such a model carries no labels; they are given at run time.
+    text_input: str = ""
+    text_encoder: str = ""
+    embed_dim: Optional[int] = None
     # Names of the fields that came from defaults rather than the model or the user.
     assumed: Tuple[str, ...] = field(default=(), compare=False)
 
@@ -89,7 +95,9 @@ class ModelSpec:
         check(len(self.mean) == 3 and len(self.std) == 3, "mean and std need 3 values each")
         check(all(s > 0 for s in self.std), f"std must be positive, got {self.std}")
         check(self.value_scale > 0, f"value scale must be positive, got {self.value_scale}")
-        check(len(self.labels) >= 1, "a model needs at least one label")
+        check(len(self.labels) >= 1 or self.zero_shot, "a model needs at least one label")
+        check(not self.zero_shot or (self.text_encoder and self.embed_dim),
+              "a zero-shot model needs its text encoder file and embedding size")
         check(self.skip_frames is None or self.skip_frames >= 0, f"skip frames must be >= 0, got {self.skip_frames}")
         if not self.resize_size:
             object.__setattr__(self, "resize_size", _default_resize_size(self.resize_mode, self.height, self.width))
@@ -102,6 +110,11 @@ class ModelSpec:
     def raw_input(self) -> bool:
         """True when the graph takes uint8 frames and does the arithmetic itself."""
         return self.layout == "raw_nthwc"
+
+    @property
+    def zero_shot(self) -> bool:
+        """True when the labels are text prompts embedded at run time (an extra model input)."""
+        return bool(self.text_input)
 
     def replace(self, **changes) -> "ModelSpec":
         return dataclasses.replace(self, **changes)
@@ -132,7 +145,7 @@ class ModelSpec:
                 raw = props[key]
                 if f.name in ("labels", "resize_size", "mean", "std"):
                     kw[f.name] = tuple(json.loads(raw))
-                elif f.name in ("clip_length", "height", "width", "skip_frames"):
+                elif f.name in ("clip_length", "height", "width", "skip_frames", "embed_dim"):
                     kw[f.name] = int(raw)
                 elif f.name in ("value_scale", "sample_fps"):
                     kw[f.name] = float(raw)

@@ -80,7 +80,7 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     e = m[key]
     folder = os.path.join(cache or cache_dir(), key)
     fmt = e.get("format", "onnx")
-    if fmt not in ("onnx", "torchvision"):
+    if fmt not in ("onnx", "torchvision", "xclip"):
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
     model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
     if model is None and fmt == "torchvision":
@@ -96,7 +96,10 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     elif model is None:
         if not download:
             raise ZooError(_offline_message(key, e, folder, "downloads disabled"))
-        fetch(key, e, folder, log)
+        if fmt == "xclip":  # a Hub repository, exported once (zero-shot, labels at run time)
+            _export_xclip(key, e, folder, candidates(key, e, folder)[0], log)
+        else:
+            fetch(key, e, folder, log)
         model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
         if model is None:
             raise ZooError(f"network {key}: the download did not contain {e.get('file')}")
@@ -113,7 +116,7 @@ def candidates(key: str, e: dict, folder: str) -> List[str]:
     An archive's model sits in the archive's own folder (``resnet-18/Action-ResNet18/x.onnx``);
     a user who copies just the file into the network's folder (``resnet-18/x.onnx``) meant the
     same thing, so both are accepted. A torchvision network's model is its exported ONNX."""
-    if e.get("format", "onnx") == "torchvision":
+    if e.get("format", "onnx") in ("torchvision", "xclip"):
         return [os.path.join(folder, f"{key}.onnx")]
     nested = os.path.join(folder, *e["file"].split("/"))
     flat = os.path.join(folder, os.path.basename(e["file"]))
@@ -215,6 +218,19 @@ def _export_torchvision(key: str, e: dict, weights: str, out: str, log) -> None:
                        f"--weights {weights} --output {key}.onnx elsewhere and pass --model {key}.onnx") from None
     print(f"actionnet: exporting {key} to {out} (once)", file=log)
     export_torchvision(e["arch"], weights, out, labels=labels_file(e))
+
+
+def _export_xclip(key: str, e: dict, folder: str, out: str, log) -> None:
+    try:
+        from actionnet.export.xclip import export_xclip, hub_download
+    except ImportError:
+        raise ZooError(f"network {key} is a Hugging Face X-CLIP model and needs the export stage once: "
+                       f"pip install 'actionnet[export]', or run actionnet-export xclip {e['hub']} --output {key}.onnx "
+                       f"elsewhere and pass --model {key}.onnx (with {key}.text.onnx beside it)") from None
+    hf = hub_download(e["hub"], os.path.join(folder, "hf"), log)
+    print(f"actionnet: exporting {key} to {out} (once)", file=log)
+    export_xclip(hf, out, log=log)
+
 
 
 def _offline_message(key: str, e: dict, folder: str, reason: str) -> str:
