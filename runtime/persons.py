@@ -189,6 +189,7 @@ class PersonActionNet(Analyser):
         self.frames += 1
         events: list = []
         t0 = clock()
+        dets = None  # frames the detector skips keep each person's last keypoints
         if index % self.detect_every == 0:
             dets = self.detector(frame)
             t1 = clock()
@@ -205,13 +206,14 @@ class PersonActionNet(Analyser):
         self.timer.add("track", t2 - t1)
         sampled = index % (self.skip_frames + 1) == 0
         due: List[PersonState] = []
-        poses = match_keypoints([tr.box for tr in tracks], dets)  # all None for a plain detector
-        for tr, kp in zip(tracks, poses):
+        poses = match_keypoints([tr.box for tr in tracks], dets) if dets is not None else [None] * len(tracks)
+        for tr, kp in zip(tracks, poses):  # kp: None for a plain detector
             st = self._state(tr)
             st.seen = True
             st.box = tr.box
-            st.keypoints = kp
-            st.posture = posture(kp) if kp is not None else None
+            if dets is not None:
+                st.keypoints = kp
+                st.posture = posture(kp) if kp is not None else None
             if not sampled:
                 continue
             st.crop = self._crop_box(st, tr, frame.shape)

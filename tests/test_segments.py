@@ -190,7 +190,7 @@ def test_per_person_segments_close_on_stop(tmp_path, synthetic_model):
     stop = _Stop()
     sink = _Sink()
     det = square_detector(tmp_path / "sq.onnx")
-    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, cadence=1, context=CONTEXT, threshold=0.0,
                          min_duration=0.1, log=None) as net:
         run(_Frames(frames, stop_at=20, stop=stop), net, events=sink, stop=stop)
     ev = sink.events
