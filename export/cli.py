@@ -23,6 +23,7 @@ COMMANDS = {
     "verify": "verify",      # an engine vs its reference ONNX on clips
     "fp16": "fp16",          # FP32 ONNX -> FP16 ONNX for ONNX Runtime on GPUs
     "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
+    "stream": "stream",      # a streaming model (MoViNet Stream, TSM online) -> ONNX with explicit state
 }
 
 

@@ -23,6 +23,7 @@ from .framebuffer import FrameBuffer
 from .model import load_action_model, resolve_network
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
+from .streaming import for_model as streaming_for
 
 
 class StageTimer:
@@ -73,6 +74,9 @@ class ActionNet:
             skip_frames = s.skip_frames if s.skip_frames is not None else 1
         self.skip_frames = skip_frames
         self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, skip_frames, cadence)
+        # a streaming model (runtime/streaming.py): one state set for this stream, stepped on every stored frame
+        self.stream = streaming_for(self.engine, s)
+        self.state = self.stream.new_state() if self.stream is not None else None
         self.prepare = FramePreparer(s)
         self.normalize = None if s.raw_input else HostNormalizer(s)
         self.scorer = Scorer(s.labels, logits=s.output_kind == "logits", threshold=threshold, top_k=top_k,
@@ -115,6 +119,12 @@ class ActionNet:
         self.prepare(frame, self.buffer.slot())
         self.buffer.commit()
         self.timer.add("prepare", _time.perf_counter() - t0)
+        if self.stream is not None:  # the state needs every stored frame, reported or not
+            out = self.infer_window(self.buffer.window())
+            if not self.buffer.due():
+                return None
+            self.last = self.scorer(out[0], index, time if time is not None else 0.0)
+            return self.last
         if not self.buffer.due():
             return None
         self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
@@ -124,7 +134,10 @@ class ActionNet:
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
         t0 = _time.perf_counter()
         x = window[None] if self.normalize is None else self.normalize(window)
-        out = self.engine.infer(x, self.spec.output_name)
+        if self.stream is not None:
+            out = self.stream.step(x, [self.state])
+        else:
+            out = self.engine.infer(x, self.spec.output_name)
         self.timer.add("infer", _time.perf_counter() - t0)
         return out
 
@@ -134,6 +147,8 @@ class ActionNet:
 
     def reset(self) -> None:
         self.buffer.reset()
+        if self.state is not None:
+            self.state.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0

@@ -34,6 +34,8 @@ from .model import load_action_model, resolve_network
 from .net import StageTimer
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Classification, Scorer
+from .streaming import StreamState
+from .streaming import for_model as streaming_for
 from .tracker import ByteTracker, Track
 
 CROP_MODES = ("anchored", "follow")
@@ -66,6 +68,7 @@ class PersonState:
     last: Optional[Classification] = None
     segment: Optional[Segment] = None
     seen: bool = False  # matched on the current frame
+    stream: Optional[StreamState] = None  # a streaming model's state set for this person
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -133,6 +136,7 @@ class PersonActionNet:
         else:
             self.normalize = HostNormalizer(s, batch=self.max_batch)
         self.states: Dict[int, PersonState] = {}
+        self.stream = streaming_for(self.engine, s, self.max_batch)  # None for a clip model
         self._pool: List[FrameBuffer] = []
         self.timer = StageTimer()
         self.frames = 0
@@ -147,6 +151,8 @@ class PersonActionNet:
                                                                    0, self.cadence)
             buf.reset()
             st = PersonState(track.id, buf, Scorer(**self._scorer_args))
+            if self.stream is not None:
+                st.stream = self.stream.new_state()
             self.states[track.id] = st
         return st
 
@@ -157,6 +163,8 @@ class PersonActionNet:
         if st.segment is not None:
             events.append(st.segment.to_event(tid))
         self._pool.append(st.buffer)  # freed for the next person: no growth on long streams
+        if st.stream is not None:
+            self.stream.release(st.stream)
 
     def _crop_box(self, st: PersonState, track: Track, shape):
         h, w = shape[:2]
@@ -205,7 +213,7 @@ class PersonActionNet:
             x0, y0, side = st.crop
             self.prepare(frame[y0:y0 + side, x0:x0 + side], st.buffer.slot())
             st.buffer.commit()
-            if st.buffer.due():
+            if st.buffer.due() or self.stream is not None:  # a stream steps on every stored frame
                 due.append(st)
         t3 = clock()
         self.timer.add("crop", t3 - t2)
@@ -232,8 +240,13 @@ class PersonActionNet:
                 full = self._batch if self.normalize is None else self.normalize.out
                 full[n:] = full[n - 1]
                 x = full
-            out = self.engine.infer(x, self.spec.output_name)
+            if self.stream is not None:
+                out = self.stream.step(x, [st.stream for st in chunk])
+            else:
+                out = self.engine.infer(x, self.spec.output_name)
             for j, st in enumerate(chunk):
+                if self.stream is not None and not st.buffer.due():
+                    continue  # stepped, not reported (--cadence)
                 c = st.scorer(out[j], index, time)
                 st.last = c
                 self.classifications += 1
