@@ -86,7 +86,7 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     fmt = e.get("format", "onnx")
     if fmt == "onnx":
         model = os.path.join(folder, e["file"])
-    elif fmt == "torchvision":
+    elif fmt in ("torchvision", "stream"):
         model = os.path.join(folder, f"{key}.onnx")
     else:
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
@@ -96,6 +96,8 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
         payload = fetch(key, e, folder, log)
         if fmt == "torchvision":
             _export_torchvision(key, e, payload, model, log)
+        elif fmt == "stream":
+            _export_stream(key, e, payload, model, log)
         if not os.path.isfile(model):
             raise ZooError(f"network {key}: the download did not contain {e.get('file')}")
     spec = dict(e.get("spec", {}))
@@ -182,6 +184,19 @@ def _export_torchvision(key: str, e: dict, weights: str, out: str, log) -> None:
                        f"--weights {weights} --output {key}.onnx elsewhere and pass --model {key}.onnx") from None
     print(f"actionnet: exporting {key} to {out} (once)", file=log)
     export_torchvision(e["arch"], weights, out, labels=labels_file(e))
+
+
+def _export_stream(key: str, e: dict, weights: str, out: str, log) -> None:
+    """A streaming model's weights (MoViNet-pytorch's stream state dicts) -> ONNX with its state
+    contract, once, with the export stage's stepped parity check."""
+    try:
+        from actionnet.export.stream import export_stream
+    except ImportError:
+        raise ZooError(f"network {key} is a PyTorch checkpoint and needs the export stage once: "
+                       f"pip install 'actionnet[export]', or run actionnet-export stream --arch {e['arch']} "
+                       f"--weights {weights} --output {key}.onnx elsewhere and pass --model {key}.onnx") from None
+    print(f"actionnet: exporting {key} to {out} (once)", file=log)
+    export_stream(e["arch"], weights, out, labels=labels_file(e), size=e.get("size"), log=log)
 
 
 def _offline_message(key: str, e: dict, folder: str, model: Optional[str], reason: str) -> str:
