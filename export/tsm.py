@@ -86,3 +86,15 @@ def remap_state_dict(state: Dict[str, torch.Tensor], model: nn.Module) -> Dict[s
         out = {kb: va for (_, va), (kb, _) in zip(a, b)}
         out.update({k: v for k, v in want.items() if k.endswith("num_batches_tracked")})
     return out
+
+
+class TSMClip(TSMMobileNetV2):
+    """The same network for training on clips: normalised ``[N, 3, T, H, W]`` in, the mean of the
+    frames' logits out (TSN's average consensus, as TSM trains). Its weights are the stream
+    model's, key for key, so the trained network exports as the online stream unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return super().forward(x.transpose(1, 2))[0].mean(1)
+
+
+TRAIN_CLIP_LENGTH = 8  # TSM's 8 segments

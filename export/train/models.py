@@ -3,7 +3,8 @@ head sized for the user's labels, and which parameters train.
 
 Architectures: ``resnet-18``/``resnet-34`` (3D-ResNets-PyTorch checkpoints), torchvision's video
 models (``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``, ``mvit_*``, ``swin3d_*``), ig65m-pytorch's
-``r2plus1d_34`` and ``tiny3d`` (the small synthetic-test network, for tests and trials). The
+``r2plus1d_34``, ``tsm-mobilenetv2`` (trained on clips, deployed as a streaming model: TSM online)
+and ``tiny3d`` (the small synthetic-test network, for tests and trials). The
 spec (clip length, size, resize, mean, std) is the one the export stage writes for the same
 architecture, so the trained model is deployed exactly as it was trained.
 
@@ -27,7 +28,8 @@ from ..action import RESNET3D_ARCHS, resnet3d_spec
 from ..torchvision_models import ARCHS as TORCHVISION_ARCHS
 
 TINY = "tiny3d"
-ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34", TINY)
+STREAM_ARCHS = ("tsm-mobilenetv2",)  # trained on clips, exported as a streaming model (export/stream.py)
+ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34",) + STREAM_ARCHS + (TINY,)
 MODES = ("linear", "last", "full")
 
 
@@ -42,6 +44,8 @@ def head_prefix(arch: str) -> str:
         return "head."
     if arch == TINY:
         return "13."
+    if arch in STREAM_ARCHS:
+        return "classifier.1."
     raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
 
 
@@ -79,6 +83,12 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
 
         model = ig65m.r2plus1d_34(n)  # BatchNorm eps as published, PyTorch's momentum (see ig65m)
         spec = ig65m.spec(labels, clip_length or ig65m.clip_length_of(weights), size or 112)
+    elif arch in STREAM_ARCHS:
+        from ..stream import stream_spec
+        from ..tsm import TRAIN_CLIP_LENGTH, TSMClip
+
+        model = TSMClip(n)
+        spec = stream_spec(arch, labels, size).replace(clip_length=clip_length or TRAIN_CLIP_LENGTH)
     elif arch == TINY:
         from ..synthetic import test_model_spec, tiny_net
 
@@ -99,7 +109,12 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
     """Every non-head tensor of ``weights`` into ``model``, strictly; the head is left as built."""
     from ..checkpoints import load_strict, read_state_dict
 
-    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch))
+    state = read_state_dict(weights, allow_pickle)
+    if arch in STREAM_ARCHS:  # ImageNet MobileNetV2, a TSM checkpoint, or an earlier run's best.pt
+        from ..tsm import remap_state_dict
+
+        state = remap_state_dict(state, model)
+    load_strict(model, state, weights, what=arch, skip_prefix=head_prefix(arch))
 
 
 class Trainable:
