@@ -25,12 +25,20 @@ IG65M_ARCHS = ("r2plus1d_34",)  # ig65m-pytorch's R(2+1)D-34 (export/ig65m.py)
 HELP = "export a 3D ResNet (3D-ResNets-PyTorch) or torchvision video model checkpoint to self-describing ONNX"
 
 
+RANDOM_WARNING = ("actionnet-export: WARNING: --random: the weights are RANDOM, not trained; the model's labels "
+                  "mean nothing. For trying the pipeline only (the ONNX says actionnet.weights=random)")
+
+
 def add_arguments(p) -> None:
-    from actionnet.cli import _floats
+    from actionnet.config import floats as _floats
 
     p.add_argument("--arch", required=True, choices=RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS,
                    metavar="ARCH", help=f"architecture: {', '.join(RESNET3D_ARCHS + TORCHVISION_ARCHS + IG65M_ARCHS)}")
-    p.add_argument("--weights", required=True, help="checkpoint file (.pth)")
+    w = p.add_mutually_exclusive_group(required=True)
+    w.add_argument("--weights", help="checkpoint file (.pth)")
+    w.add_argument("--random", action="store_true",
+                   help="random weights instead of a checkpoint: to try the pipeline end to end before you have "
+                        "one (the labels mean nothing; the ONNX is marked actionnet.weights=random)")
     p.add_argument("--output", required=True, help="ONNX file to write")
     p.add_argument("--labels", help="label file, one class per line (default: the checkpoint's own label set)")
     p.add_argument("--clip-length", type=int, help="frames per clip (default: the architecture's)")
@@ -43,8 +51,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    weights = None if args.random else args.weights
+    if args.random:
+        print(RANDOM_WARNING, file=sys.stderr)
     if args.arch in RESNET3D_ARCHS:
-        report = export_resnet3d(args.arch, args.weights, args.output, labels=args.labels,
+        report = export_resnet3d(args.arch, weights, args.output, labels=args.labels,
                                  clip_length=args.clip_length, size=args.size, mean=args.mean, std=args.std,
                                  allow_pickle=args.allow_pickle, check_parity=not args.no_parity)
     elif args.arch in IG65M_ARCHS:
@@ -52,18 +63,41 @@ def run(args) -> int:
             raise ModelError(f"--mean/--std of {args.arch} are ig65m-pytorch's; they cannot be changed")
         from .ig65m import export_r2plus1d_34
 
-        report = export_r2plus1d_34(args.weights, args.output, labels=args.labels, clip_length=args.clip_length,
+        report = export_r2plus1d_34(weights, args.output, labels=args.labels, clip_length=args.clip_length,
                                     size=args.size, allow_pickle=args.allow_pickle, check_parity=not args.no_parity)
     else:
         if args.mean or args.std:
             raise ModelError(f"--mean/--std come from torchvision's metadata for {args.arch}; they cannot be changed")
         from .torchvision_models import export_torchvision
 
-        report = export_torchvision(args.arch, args.weights, args.output, labels=args.labels,
+        report = export_torchvision(args.arch, weights, args.output, labels=args.labels,
                                     clip_length=args.clip_length, size=args.size, check_parity=not args.no_parity,
                                     allow_pickle=args.allow_pickle)
-    print(f"actionnet-export: wrote {args.output}", file=sys.stderr)
+    print(f"actionnet-export: wrote {args.output}{' (RANDOM WEIGHTS)' if args.random else ''}", file=sys.stderr)
     return 0 if report.ok else 1
+
+
+def weights_metadata(weights) -> dict:
+    """``actionnet.weights=random`` for a model made without a checkpoint, so that a file passed on
+    can never be mistaken for a trained one."""
+    return {} if weights else {"actionnet.weights": "random"}
+
+
+def read_checked(weights, arch: str, allow_pickle: bool, head_key: str, n_labels: int, labels, default_set: str):
+    """The checkpoint's state dict, refused first when its body belongs to another architecture,
+    then when its head does not match the labels; None for ``--random``."""
+    from .checkpoints import check_arch, head_classes, read_state_dict
+
+    if not weights:
+        return None
+    state = read_state_dict(weights, allow_pickle=allow_pickle)
+    check_arch(state, arch, weights)
+    n = head_classes(state, head_key)
+    if n is not None and n != n_labels:
+        raise ModelError(f"{weights} has {n} classes in its head ({head_key}), but "
+                         f"{'the label file ' + labels + ' has' if labels else default_set + ' has'} {n_labels}; "
+                         "pass --labels with one line per class")
+    return state
 
 
 def resnet3d_spec(arch: str, labels, clip_length=None, size=None, mean=None, std=None) -> ModelSpec:
@@ -77,22 +111,20 @@ def resnet3d_spec(arch: str, labels, clip_length=None, size=None, mean=None, std
     )
 
 
-def export_resnet3d(arch: str, weights: str, output: str, labels=None, clip_length=None, size=None, mean=None,
+def export_resnet3d(arch: str, weights, output: str, labels=None, clip_length=None, size=None, mean=None,
                     std=None, allow_pickle=False, check_parity=True, log=None):
+    """``weights`` None: random weights (``--random``)."""
     from actionnet.models import LABELS
 
-    from .checkpoints import head_classes, load_strict, read_state_dict
+    from .checkpoints import load_strict
     from .onnx_export import export_clip_model
     from .resnet3d import resnet3d
 
-    state = read_state_dict(weights, allow_pickle=allow_pickle)
     label_list = read_labels(labels or os.path.join(LABELS, "kinetics700_moments_1039.txt"))
-    n = head_classes(state, "fc.weight")
-    if n is not None and n != len(label_list):
-        raise ModelError(f"{weights} has {n} classes in its head (fc.weight), but "
-                         f"{'the label file ' + labels if labels else 'Kinetics-700 + Moments'} has {len(label_list)}; "
-                         "pass --labels with one line per class")
+    state = read_checked(weights, arch, allow_pickle, "fc.weight", len(label_list), labels, "Kinetics-700 + Moments")
     model = resnet3d(arch, num_classes=len(label_list))
-    load_strict(model, state, weights)
+    if state is not None:
+        load_strict(model, state, weights, what=arch)
     spec = resnet3d_spec(arch, label_list, clip_length, size, mean, std)
-    return export_clip_model(model, spec, output, log=log, check_parity=check_parity)
+    return export_clip_model(model, spec, output, log=log, check_parity=check_parity,
+                             extra_metadata=weights_metadata(weights))

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 import numpy as np
 
+from actionnet import files
 from actionnet.errors import ModelError
 from actionnet.spec import COLOR_ORDERS, RESIZE_MODES, foreign_spec, read_labels
 
@@ -22,7 +22,7 @@ HELP = "check a foreign action ONNX against its label file and write it with act
 
 
 def add_arguments(p) -> None:
-    from actionnet.cli import _floats
+    from actionnet.config import floats as _floats
 
     p.add_argument("model", help="ONNX file taking [N, 3, T, H, W] float clips")
     p.add_argument("--labels", required=True, help="label file, one class per line")
@@ -122,7 +122,7 @@ def _save_atomic(model, output: str) -> None:
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise ModelError(f"cannot write {output}: folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", prefix=".annotate-", dir=folder)
+    fd, tmp = files.mkstemp(folder, prefix=".annotate-", suffix=".onnx")
     os.close(fd)
     try:
         onnx.save(model, tmp)

@@ -1,10 +1,12 @@
-"""``actionnet-export fp16``: an FP16 ONNX for ONNX Runtime on GPUs (CUDA provider).
+"""``actionnet-export fp16``: an FP16 ONNX, for ONNX Runtime on GPUs and for TensorRT 11.
 
 Weights and arithmetic in float16, inputs and outputs kept as they were (uint8 frames or
 float32 clips in, float32 scores out), so the runtime feeds it exactly like the FP32 file.
-Uses onnxconverter-common's converter, the one ONNX Runtime documents. TensorRT needs no such
-file: its FP16 is a builder flag (``actionnet-export engine --precision fp16``). ONNX Runtime's
-CPU provider lacks FP16 kernels for most ops: this file is for GPUs.
+Uses onnxconverter-common's converter, the one ONNX Runtime documents. TensorRT 11 builds
+strongly typed networks only (no FP16 builder flag): ``actionnet-export engine --precision
+fp16`` and ``actionnet --engine tensorrt --precision fp16`` convert with :func:`to_fp16` and
+build from the copy; on TensorRT 10.x an FP16 file builds strongly typed as it is. ONNX
+Runtime's CPU provider lacks FP16 kernels for most ops: this file is for GPUs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-HELP = "convert an ONNX model to FP16 (for ONNX Runtime on GPUs), inputs and outputs unchanged"
+HELP = "convert an ONNX model to FP16 (ONNX Runtime on GPUs, TensorRT), inputs and outputs unchanged"
 
 
 def add_arguments(p):

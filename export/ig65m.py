@@ -73,19 +73,24 @@ def spec(labels: Sequence[str], clip_length: int = 8, size: int = 112) -> ModelS
                      resize_size=(resize,), value_scale=255.0, mean=MEAN, std=STD, arch=ARCH, output_kind="logits")
 
 
-def export_r2plus1d_34(weights: str, output: str, labels: Optional[str] = None, clip_length: Optional[int] = None,
-                       size: Optional[int] = None, allow_pickle: bool = False, check_parity: bool = True, log=None):
-    """An ig65m-pytorch checkpoint -> self-describing ONNX (parity report included)."""
+def export_r2plus1d_34(weights: Optional[str], output: str, labels: Optional[str] = None,
+                       clip_length: Optional[int] = None, size: Optional[int] = None, allow_pickle: bool = False,
+                       check_parity: bool = True, log=None):
+    """An ig65m-pytorch checkpoint (None: random weights) -> self-describing ONNX (parity report included)."""
     from actionnet.models import LABELS
 
-    from .checkpoints import head_classes, load_strict, read_state_dict
+    from .action import weights_metadata
+    from .checkpoints import check_arch, head_classes, load_strict, read_state_dict
     from .onnx_export import export_clip_model
 
-    state = read_state_dict(weights, allow_pickle=allow_pickle)
-    n = head_classes(state, "fc.weight")
+    state = n = None
+    if weights:
+        state = read_state_dict(weights, allow_pickle=allow_pickle)
+        check_arch(state, ARCH, weights)
+        n = head_classes(state, "fc.weight")
     if labels:
         label_list = read_labels(labels)
-    elif n == 400:
+    elif n in (400, None):
         label_list = read_labels(os.path.join(LABELS, "kinetics400.txt"))
     else:
         raise ModelError(f"{weights} has {n} classes in its head and no label map is published for the IG-65M "
@@ -94,6 +99,8 @@ def export_r2plus1d_34(weights: str, output: str, labels: Optional[str] = None, 
         raise ModelError(f"{weights} has {n} classes in its head (fc.weight), but the labels have {len(label_list)}; "
                          "pass --labels with one line per class")
     model = r2plus1d_34(len(label_list))
-    load_strict(model, state, weights)
+    if state is not None:
+        load_strict(model, state, weights, what=ARCH)
     s = spec(label_list, clip_length or clip_length_of(weights), size or 112)
-    return export_clip_model(model, s, output, log=log, check_parity=check_parity)
+    return export_clip_model(model, s, output, log=log, check_parity=check_parity,
+                             extra_metadata=weights_metadata(weights))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from actionnet import files
 from actionnet.errors import ModelError
 from actionnet.spec import ModelSpec
 
@@ -123,7 +123,7 @@ def export_clip_model(model: nn.Module, spec: ModelSpec, output: str, parity_cli
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise ModelError(f"cannot write {output}: folder {out_dir} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", prefix=".export-", dir=out_dir)
+    fd, tmp = files.mkstemp(out_dir, prefix=".export-", suffix=".onnx")
     os.close(fd)
     try:
         with torch.no_grad(), warnings.catch_warnings():

@@ -99,7 +99,7 @@ def video_frames(label: str, frames: int, speed: float, width: int = 128, height
 
 def write_video(path: str, frames: Sequence[np.ndarray], fps: int = 30) -> str:
     """Write BGR frames to ``path`` (H.264 in mp4/mkv) with the runtime's own sink."""
-    from actionnet.sinks import VideoFileSink
+    from actionnet.outputs import VideoFileSink
 
     sink = VideoFileSink(path, fps, crf=12)
     for f in frames:

@@ -90,25 +90,24 @@ def build(arch: str, num_classes: int):
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
 
 
-def export_torchvision(arch: str, weights: str, output: str, labels: Optional[str] = None,
+def export_torchvision(arch: str, weights: Optional[str], output: str, labels: Optional[str] = None,
                        clip_length: Optional[int] = None, size: Optional[int] = None, log=None,
                        check_parity: bool = True, allow_pickle: bool = False):
-    """Load a local torchvision weights file into ``arch`` and write a self-describing ONNX.
-    The head size comes from the checkpoint, so a fine-tune with its own labels loads as is."""
-    from .checkpoints import head_classes, load_strict, read_state_dict
+    """Load a local torchvision weights file into ``arch`` and write a self-describing ONNX
+    (``weights`` None: random weights). The head size comes from the checkpoint, so a fine-tune
+    with its own labels loads as is."""
+    from .action import read_checked, weights_metadata
+    from .checkpoints import load_strict
     from .onnx_export import export_clip_model
 
-    state = read_state_dict(weights, allow_pickle=allow_pickle)
     label_list = read_labels(labels) if labels else None
     spec = spec_from_weights(arch, default_weights(arch, weights), label_list, clip_length, size)
-    n = head_classes(state, _head_key(arch))
-    if n is not None and n != spec.num_classes:
-        raise ModelError(f"{weights} has {n} classes in its head ({_head_key(arch)}), but "
-                         f"{'the label file ' + labels + ' has' if labels else 'Kinetics-400 has'} "
-                         f"{spec.num_classes}; pass --labels with one line per class")
+    state = read_checked(weights, arch, allow_pickle, _head_key(arch), spec.num_classes, labels, "Kinetics-400")
     model = build(arch, spec.num_classes)
-    load_strict(model, state, weights)
-    return export_clip_model(model, spec, output, log=log, check_parity=check_parity)
+    if state is not None:
+        load_strict(model, state, weights, what=arch)
+    return export_clip_model(model, spec, output, log=log, check_parity=check_parity,
+                             extra_metadata=weights_metadata(weights))
 
 
 def _head_key(arch: str) -> str:

@@ -7,7 +7,7 @@
 #   bash jetson/install.sh --venv ~/actionnet-venv           # a venv that sees the system packages
 #
 # Written for JetPack 5 (L4T r35, Ubuntu 20.04, Python 3.8, TensorRT 8.5/8.6) and JetPack 6
-# (L4T r36, Ubuntu 22.04, Python 3.10, TensorRT 8.6/10.x). Not run on a device by its authors:
+# (L4T r36, Ubuntu 22.04, Python 3.10, TensorRT 8.6 on 6.0, 10.3 on 6.1/6.2). Not run on a device by its authors:
 # see jetson/README.md.
 set -euo pipefail
 
@@ -72,7 +72,10 @@ if not gst:
     raise SystemExit("install.sh: this OpenCV has no GStreamer; a pip opencv is shadowing JetPack's: "
                      "pip uninstall opencv-python opencv-python-headless")
 import actionnet.engines
+from actionnet.engines.trt_build import build_recipe
 print("install.sh: actionnet engines:", ", ".join(actionnet.engines.ENGINES))
+for p, g in (("fp16", "fp32"), ("int8", "qdq")):
+    print(f"install.sh: {p}: {build_recipe(tensorrt.__version__, p, g).how}")
 PYEOF
 echo "install.sh: done. Build engines on this device (they are not portable), e.g.:"
 echo "  actionnet-export engine model.onnx --precision fp16 --output model.engine"

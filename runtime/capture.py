@@ -26,8 +26,9 @@ from .sources import Source
 _END = object()
 
 
-class Capture:
-    """Iterates ``(frame, time)`` from ``source`` read on a background thread."""
+class Capture(Source):
+    """Iterates ``(frame, time)`` from ``source`` read on a background thread. It is a source
+    itself: what describes the stream is the wrapped source's, read through."""
 
     def __init__(self, source: Source, drop: Optional[bool] = None, queue_size: int = 4):
         self.source = source
@@ -36,6 +37,7 @@ class Capture:
         self.dropped = 0  # frames overwritten before the consumer took them (live only)
         self.captured = 0
         self.generation = 0  # the source's generation (reconnects) of the frame last handed out
+        self.live = source.live
         self._items: collections.deque = collections.deque()
         self._cond = threading.Condition()
         self._stop = False
@@ -46,11 +48,12 @@ class Capture:
         """Let the consumer's wait for a frame end early (a stop request while a stream is down)."""
         self._should_stop = predicate
 
-    # Source-like attributes, so the pipeline and the CLI can treat a Capture as a source.
-    def __getattr__(self, name):
-        if name.startswith("__") or name == "source":
-            raise AttributeError(name)
-        return getattr(self.source, name)
+    uri = property(lambda self: self.source.uri)
+    fps = property(lambda self: self.source.fps)
+    rate = property(lambda self: self.source.rate)
+    width = property(lambda self: self.source.width)
+    height = property(lambda self: self.source.height)
+    frame_count = property(lambda self: self.source.frame_count)
 
     def describe(self) -> str:
         return self.source.describe()
@@ -65,7 +68,7 @@ class Capture:
         item = _END
         try:
             for frame, t in self.source:
-                gen = getattr(self.source, "generation", 0)
+                gen = self.source.generation
                 with self._cond:
                     while not self.drop and len(self._items) >= self.maxlen and not self._stop:
                         self._cond.wait()
@@ -106,9 +109,7 @@ class Capture:
             self._stop = True
             self._items.clear()
             self._cond.notify_all()
-        interrupt = getattr(self.source, "interrupt", None)
-        if interrupt is not None:
-            interrupt()  # e.g. stop a reconnecting source's backoff wait
+        self.source.interrupt()  # e.g. stop a reconnecting source's backoff wait
         if self._thread is not None and self._thread is not threading.current_thread():
             # A live read returns within the source's own timeout; the loop then sees the stop.
             self._thread.join(timeout=timeout)

@@ -1,9 +1,15 @@
-"""``actionnet [options] INPUT [OUTPUT]``: wires sources, the net and sinks; does nothing else.
+"""``actionnet [options] INPUT [OUTPUT]``: flags -> a typed :class:`~actionnet.config.RunConfig`
+-> source, analyser, outputs -> the run loop. Nothing else happens here.
 
 Flag names follow jetson-inference's ``actionnet`` (``--network``, ``--model``, ``--labels``,
 ``--input-blob``, ``--output-blob``, ``--threshold``, ``--skip-frames``, ``--headless``).
-User errors print one line on stderr and exit non-zero; a stop (Ctrl-C, SIGTERM) finalises the
-output video and the events and exits 0.
+User errors print one line on stderr and exit non-zero, and every one that can be found without
+the model is found before it loads; a stop (Ctrl-C, SIGTERM) finalises the output video and the
+events and exits 0.
+
+The frame's path, in call order (:func:`run`)::
+
+    video_source(INPUT) -> ActionNet | PersonActionNet -> pipeline.run -> EventSink, video_output(OUTPUT)
 """
 
 from __future__ import annotations
@@ -13,26 +19,15 @@ import signal
 import sys
 from typing import List, Optional
 
-from .errors import ActionNetError, UsageError
+from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, PersonOptions, RunConfig, SourceConfig,
+                     floats)
+from .errors import ActionNetError
 from .spec import COLOR_ORDERS, RESIZE_MODES
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not usage + error
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _floats(n):
-    def parse(s):
-        try:
-            v = tuple(float(x) for x in s.split(","))
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}")
-        if len(v) != n:
-            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}")
-        return v
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +42,35 @@ def build_parser() -> argparse.ArgumentParser:
                    "rtsp://@:port/path, rtp://host:port (default: display://0 unless --headless)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
-    m.add_argument("--model", help="ONNX model file (overrides --network)")
-    m.add_argument("--labels", help="label file, one class per line (overrides the model's labels)")
-    m.add_argument("--input-blob", help="input tensor name (models without actionnet metadata)")
-    m.add_argument("--output-blob", help="output tensor name (models without actionnet metadata)")
-    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino"),
+    m.add_argument("--model", help="ONNX model file, or a TensorRT .engine (default: the --network model)")
+    m.add_argument("--labels", help="label file, one class per line (default: the model's labels)")
+    m.add_argument("--input-blob", help="input tensor name, for models without actionnet metadata (default: the model's first input)")
+    m.add_argument("--output-blob", help="output tensor name, for models without actionnet metadata (default: the model's first output)")
+    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
                    help="inference backend; auto picks the fastest present and says which (default: auto)")
+    m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (default: none; with it --model "
+                   "and --detector are model names on that server, and --engine is triton)")
     m.add_argument("--precision", choices=("fp32", "fp16", "int8"),
                    help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
-    m.add_argument("--mean", type=_floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775")
-    m.add_argument("--std", type=_floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1")
-    m.add_argument("--value-scale", type=float, help="divide pixel values by this first (default 255)")
-    m.add_argument("--color-order", choices=COLOR_ORDERS, help="channel order the model expects")
-    m.add_argument("--resize-mode", choices=RESIZE_MODES, help="how frames are fitted to the model's size")
-    m.add_argument("--output-kind", choices=("logits", "probabilities"), help="what the model outputs")
-    from .live import add_input_arguments  # live sources and outputs (issue 6)
-
-    add_input_arguments(p)
+    m.add_argument("--mean", type=floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775 "
+                   "(default: the model's; jetson-inference's Kinetics mean for models without metadata)")
+    m.add_argument("--std", type=floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1 (default: the model's)")
+    m.add_argument("--value-scale", type=float, help="divide pixel values by this first (default: the model's, else 255)")
+    m.add_argument("--color-order", choices=COLOR_ORDERS, help="channel order the model expects (default: the model's)")
+    m.add_argument("--resize-mode", choices=RESIZE_MODES,
+                   help="how frames are fitted to the model's size (default: the model's)")
+    m.add_argument("--output-kind", choices=("logits", "probabilities"),
+                   help="what the model outputs (default: the model's, else logits)")
+    g = p.add_argument_group("input (cameras and streams)")
+    g.add_argument("--input-width", type=int, help="capture width (V4L2, CSI; default: the camera's)")
+    g.add_argument("--input-height", type=int, help="capture height (V4L2, CSI; default: the camera's)")
+    g.add_argument("--input-rate", type=float, help="capture frame rate (V4L2, CSI; default: the camera's)")
+    g.add_argument("--input-codec", help="V4L2: mjpeg, yuyv, h264, raw (default: MJPG where offered); "
+                                         "RTP: h264, h265, mjpeg, mpeg4 (default h264)")
+    g.add_argument("--input-flip", type=int, default=0, help="CSI: nvvidconv flip-method 0-7 (default 0)")
+    g.add_argument("--reconnect-timeout", type=float, default=30.0,
+                   help="seconds to keep reconnecting a lost camera or stream before giving up (default 30)")
     c = p.add_argument_group("classification")
     c.add_argument("--threshold", type=float, default=0.01, help="minimum confidence to report a label (default 0.01)")
     c.add_argument("--skip-frames", type=int, default=None,
@@ -73,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--top-k", type=int, default=5, help="classes listed per event (default 5)")
     c.add_argument("--smoothing", type=float, default=0.0,
                    help="weight of past probabilities in a moving average, 0 (off) to <1 (default 0)")
+    c.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
+                   help="a new label is reported only after it has been the top class this long (default 0: at once)")
     o = p.add_argument_group("output")
-    o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout")
+    o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout (default: no events)")
     o.add_argument("--headless", action="store_true", help="no display window")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--timings", action="store_true", help="print a per-stage time table at the end")
@@ -83,67 +91,107 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_person_arguments(p) -> None:
-    """Per-person mode (runtime/persons.py): its flags, kept in one place."""
     g = p.add_argument_group("per-person mode")
     g.add_argument("--persons", action="store_true", help="detect, track and classify every person on their own")
-    g.add_argument("--detector", help="person detector ONNX (YOLOv5/v8/11/26, e.g. from actionnet-export yolo)")
+    g.add_argument("--detector", help="person detector ONNX (YOLOv5/v8/11/26, e.g. from actionnet-export yolo; default: none, "
+                   "needed with --persons)")
     g.add_argument("--person-conf", type=float, default=0.25, help="detector score threshold (default 0.25)")
     g.add_argument("--nms-iou", type=float, default=0.45, help="IoU above which NMS drops a box (default 0.45)")
     g.add_argument("--detector-classes", default="person",
                    help="comma-separated class names or ids to track (default: person)")
-    g.add_argument("--detector-layout", choices=("yolov5", "yolov8", "end2end"),
+    g.add_argument("--detector-layout", choices=DETECTOR_LAYOUTS,
                    help="detector output layout (models without actionnet metadata; default: from the shape)")
     g.add_argument("--track-timeout", type=float, default=1.0,
                    help="seconds a lost person is kept before their clip is freed (default 1)")
     g.add_argument("--crop-context", type=float, default=1.2,
                    help="crop side as a multiple of the person box's longer side (default 1.2)")
-    g.add_argument("--crop-mode", choices=("anchored", "follow"), default="anchored",
-                   help="anchored: crop stays put while the person is inside it; follow: re-centred every frame")
+    g.add_argument("--crop-mode", choices=CROP_MODES, default="anchored",
+                   help="anchored: crop stays put while the person is inside it; follow: re-centred every frame "
+                        "(default: anchored)")
     g.add_argument("--max-batch", type=int, default=16, help="most person clips per engine call (default 16)")
 
 
-def _run(args, log) -> int:
-    from .live import check_paths, open_input, run_with_outputs
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The parsed flags as a typed, validated configuration (no file is opened but to check it)."""
+    from .engines.triton import apply_server_args  # --engine triton --server URL (issue 19)
 
-    if not 0.0 <= args.threshold <= 1.0:
-        raise UsageError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    check_paths(args)
+    apply_server_args(args)
+    classifier = ClassifierOptions(
+        network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
+        output_blob=args.output_blob, engine=args.engine, precision=args.precision, threads=args.threads,
+        threshold=args.threshold, top_k=args.top_k, skip_frames=args.skip_frames, cadence=args.cadence,
+        smoothing=args.smoothing, min_duration=args.min_duration, mean=args.mean, std=args.std, value_scale=args.value_scale,
+        color_order=args.color_order, resize_mode=args.resize_mode, output_kind=args.output_kind)
+    persons = None
     if args.persons or args.detector:
-        from .persons import cli_run
+        persons = PersonOptions(
+            detector=args.detector, person_conf=args.person_conf, nms_iou=args.nms_iou,
+            detector_classes=tuple(c.strip() for c in args.detector_classes.split(",") if c.strip()),
+            detector_layout=args.detector_layout, track_timeout=args.track_timeout, context=args.crop_context,
+            crop_mode=args.crop_mode, max_batch=args.max_batch)
+    source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
+                          codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout)
+    return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
+                     events=args.events, headless=args.headless, progress=not args.no_progress,
+                     timings=args.timings).validate()
 
-        return cli_run(args, log)
-    from functools import partial
 
-    from .net import ActionNet
-    from .overlay import Overlay
-    from .pipeline import run
+def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
+    """The whole-frame or per-person analyser the configuration asks for."""
+    c, p = config.classifier, config.persons
+    if p is None:
+        from .net import ActionNet
 
-    source = open_input(args, log)
+        return ActionNet(log=log, **vars(c))
+    from .persons import PersonActionNet
+
+    o = dict(vars(c))
+    model = o.pop("model")
+    return PersonActionNet(model, p.detector, person_conf=p.person_conf, nms_iou=p.nms_iou,
+                           detector_classes=p.detector_classes, detector_layout=p.detector_layout,
+                           track_timeout=p.track_timeout, context=p.context, crop_mode=p.crop_mode,
+                           max_batch=p.max_batch, fps=fps, log=log, **o)
+
+
+def run(config: RunConfig, log=sys.stderr) -> int:
+    """Open the source, the analyser and the outputs, in that order (a bad input costs no model
+    load), run the loop, and say what came of it."""
+    from .outputs import EventSink, open_output
+    from .pipeline import Progress, StopFlag, run as run_loop, summary_line
+    from .sources import SourceOptions, video_source
+
+    sc = config.source
+    options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip)
+    if config.headless and not config.output and not config.events:
+        print("actionnet: warning: --headless with neither an output nor --events: nothing will be saved", file=log)
+    source = video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)
+    analyser = output = events = None
     try:
-        net = ActionNet(network=args.network, model=args.model, labels=args.labels, input_blob=args.input_blob,
-                        output_blob=args.output_blob, threshold=args.threshold, top_k=args.top_k,
-                        skip_frames=args.skip_frames, cadence=args.cadence, smoothing=args.smoothing,
-                        engine=args.engine, threads=args.threads, log=log, precision=args.precision,
-                        mean=args.mean, std=args.std,
-                        value_scale=args.value_scale, color_order=args.color_order, resize_mode=args.resize_mode,
-                        output_kind=args.output_kind)
-        s = net.spec
-        stats = run_with_outputs(args, source, net, partial(run, overlay=Overlay()), log=log,
-                                 banner=f"model {net.engine.path} ({s.clip_length}x{s.height}x{s.width}, "
-                                        f"{s.num_classes} classes, {net.engine.name})")
+        analyser = open_analyser(config, float(source.rate or 30.0), log)
+        # outputs last, once the source and the model are known good; removed again on failure
+        if config.events:
+            events = EventSink(config.events)
+        if config.output_uri:
+            output = open_output(config.output_uri, source.rate, log=log, headless=config.headless)
+        print(f"actionnet: {source.describe()} -> {config.output or '-'}; {analyser.describe()}", file=log)
+        progress = Progress(source.frame_count, log) if config.progress and log.isatty() else None
+        with StopFlag() as stop:
+            stats = run_loop(source, analyser, output=output, events=events, progress=progress, stop=stop)
+    except BaseException:
+        if output is not None:
+            output.close(keep=False)
+        if events is not None:
+            events.close()
+        raise
     finally:
         source.close()
-    last = net.last
-    summary = f"{stats.frames} frames, {stats.classifications} classifications, {stats.fps:.1f} fps"
-    if last is not None:
-        summary += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
-    if stats.dropped:
-        summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"
-    if stats.stopped:
-        summary = "stopped: " + summary
-    print(f"actionnet: {summary}", file=log)
-    if args.timings:
-        print(net.timer.table(), file=log)
+        if analyser is not None:
+            analyser.close()
+    print(f"actionnet: {summary_line(stats, analyser)}", file=log)
+    if analyser.segment_summary is not None:  # the longest actions (runtime/segments.py)
+        print(f"actionnet: {analyser.segment_summary.text()}", file=log)
+    if config.timings:
+        print(stats.timer.table(), file=log)
     return 0
 
 
@@ -172,10 +220,15 @@ class _StopBeforeRun:
 
 def main(argv: Optional[List[str]] = None) -> int:
     log = sys.stderr
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["timeline"]:  # ``actionnet timeline EVENTS.jsonl -o timeline.png``
+        from .timeline import main as timeline_main
+
+        return timeline_main(argv[1:])
     try:
         with _StopBeforeRun():
             args = build_parser().parse_args(argv)
-            return _run(args, log)
+            return run(config_from_args(args), log)
     except ActionNetError as e:
         print(f"actionnet: error: {e}", file=log)
         return e.exit_code

@@ -36,5 +36,10 @@ class MissingLibraryError(ActionNetError):
     """An optional library (TensorRT, OpenVINO, torch for export) that is not installed."""
 
 
+class ServerError(ActionNetError):
+    """An inference server that cannot be reached, lacks the model, refuses its inputs, or went
+    away and did not come back."""
+
+
 class UsageError(ActionNetError):
     """A flag value out of range or flags that contradict each other."""

@@ -4,16 +4,23 @@ Self-describing models (written by ``actionnet-export``) carry their spec; forei
 one from flags, their input shape and jetson-inference's defaults (see :mod:`actionnet.spec`).
 Flags override metadata field by field. Shapes are checked here, once, so that a wrong model
 fails at load time with a clear message instead of deep inside the first inference.
+
+:func:`open_classifier` is the one way both run modes open their model: zoo name or file,
+engine, spec, the stride it was trained at, frame preparation and a scorer per stream.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Optional
 
+from .config import ClassifierOptions
 from .engines import Engine, open_engine
 from .errors import LabelError, ModelError
-from .spec import ModelSpec, foreign_spec, read_labels
+from .preprocess import FramePreparer, HostNormalizer
+from .scores import Scorer
+from .spec import PREFIX, ModelSpec, foreign_spec, read_labels
 
 # spec fields a user may override from the command line
 PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
@@ -61,6 +68,9 @@ def _spec_for(eng: Engine, labels, input_blob, output_blob, overrides) -> ModelS
     if input_blob and input_blob != eng.input.name:
         raise ModelError(f"model {eng.path} has no input {input_blob!r}; its input is {eng.input.name!r}")
     out = eng.output(output_blob)
+    task = eng.metadata.get(PREFIX + "task", "action")
+    if task != "action":  # before the spec is read: a detector's metadata is no action spec
+        raise ModelError(f"{eng.path} is a {task} model, not an action model")
     spec = ModelSpec.from_metadata(eng.metadata)
     if spec is None:
         n = out.shape[-1] if out.shape and isinstance(out.shape[-1], int) else None
@@ -92,3 +102,45 @@ def _check(eng: Engine, spec: ModelSpec) -> None:
     if isinstance(n, int) and n != spec.num_classes:
         raise LabelError(f"label count does not match the model: {spec.num_classes} labels, "
                          f"but output {out.name!r} has {n} classes")
+
+
+@dataclass
+class Classifier:
+    """An opened action model and everything needed to feed it and read its scores."""
+
+    engine: Engine
+    spec: ModelSpec
+    options: ClassifierOptions
+    skip_frames: int  # the stride in use: the user's, else the model's training stride, else 1
+    prepare: FramePreparer
+
+    def normalizer(self, batch: int = 1) -> Optional[HostNormalizer]:
+        """Host-side normalisation for models that do not normalise in their graph (else None)."""
+        return None if self.spec.raw_input else HostNormalizer(self.spec, batch=batch)
+
+    def scorer(self) -> Scorer:
+        """A fresh scorer (its smoothing is per stream or per person)."""
+        o, s = self.options, self.spec
+        return Scorer(s.labels, logits=s.output_kind == "logits", threshold=o.threshold, top_k=o.top_k,
+                      smoothing=o.smoothing)
+
+    def describe(self) -> str:
+        s = self.spec
+        return f"model {self.engine.path} ({s.clip_length}x{s.height}x{s.width}, {s.num_classes} classes, {self.engine.name})"
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def open_classifier(options: ClassifierOptions, log=sys.stderr) -> Classifier:
+    """Validate ``options``, resolve a zoo name, open the engine and read the spec."""
+    o = options.validate()
+    model, labels, input_blob, output_blob, overrides = resolve_network(
+        o.network, o.model, o.labels, o.input_blob, o.output_blob, o.overrides(), log)
+    engine, spec = load_action_model(model, labels, input_blob, output_blob, engine=o.engine, threads=o.threads,
+                                     log=log, precision=o.precision, **overrides)
+    skip = o.skip_frames if o.skip_frames is not None else spec.skip_frames if spec.skip_frames is not None else 1
+    if engine.metadata.get("actionnet.weights") == "random" and log is not None:
+        print(f"actionnet: warning: {model} has random weights (actionnet-export --random): its labels mean nothing",
+              file=log)
+    return Classifier(engine, spec, o, skip, FramePreparer(spec))

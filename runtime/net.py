@@ -1,97 +1,87 @@
-"""The Python API, in the spirit of jetson-inference's ``actionNet``::
+"""Whole-frame action recognition, and the Python API in the spirit of jetson-inference's ``actionNet``::
 
-    net = actionnet.ActionNet(model="r3d18.onnx")        # or network="resnet-18"
-    for frame in frames:                                  # uint8 BGR H x W x 3
-        class_id, confidence = net.classify(frame)
-        if class_id >= 0:
-            print(net.get_class_desc(class_id), confidence)
+    import actionnet
+
+    net = actionnet.ActionNet(model="r3d18.onnx")          # or network="resnet-18"
+    with actionnet.video_source("input.mp4") as source:
+        for frame, t in source:                             # uint8 BGR H x W x 3
+            class_id, confidence = net.classify(frame)
+            if class_id >= 0:
+                print(net.get_class_desc(class_id), confidence)
 
 Unlike jetson-inference, nothing is classified before the window holds T real frames: until then
 ``classify`` returns ``(-1, 0.0)``; below the threshold it returns ``(-1, confidence)``, and
-``get_class_desc(-1)`` is None rather than a crash.
+``get_class_desc(-1)`` is None rather than a crash. Between windows (``--skip-frames``,
+``--cadence``) ``classify`` repeats the latest classification.
+
+:class:`ActionNet` is also the whole-frame :class:`~actionnet.pipeline.Analyser` the run loop drives.
 """
 
 from __future__ import annotations
 
+import sys
 import time as _time
-from typing import Dict, Optional
+from typing import List, Optional
 
 import numpy as np
 
+from .config import ClassifierOptions
 from .errors import UsageError
 from .framebuffer import FrameBuffer
-from .model import load_action_model, resolve_network
-from .preprocess import FramePreparer, HostNormalizer
-from .scores import Classification, Scorer
+from .model import open_classifier
+from .overlay import Overlay
+from .pipeline import Analyser, StageTimer
+from .scores import Classification
+from .segments import LabelTracker, SegmentSummary
 from .streaming import for_model as streaming_for
 
 
-class StageTimer:
-    """Seconds and calls per named stage; cheap enough for the hot path (two perf_counter calls)."""
+class ActionNet(Analyser):
+    """A whole-frame action classifier: frame buffer, preprocessing, engine and scoring.
 
-    def __init__(self):
-        self.total: Dict[str, float] = {}
-        self.calls: Dict[str, int] = {}
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.total[stage] = self.total.get(stage, 0.0) + seconds
-        self.calls[stage] = self.calls.get(stage, 0) + 1
-
-    def mean_ms(self, stage: str) -> float:
-        return 1000.0 * self.total.get(stage, 0.0) / max(1, self.calls.get(stage, 0))
-
-    def table(self) -> str:
-        rows = [f"{'stage':<10} {'calls':>7} {'total s':>9} {'mean ms':>9}"]
-        for k in self.total:
-            rows.append(f"{k:<10} {self.calls[k]:>7} {self.total[k]:>9.3f} {self.mean_ms(k):>9.3f}")
-        return "\n".join(rows)
-
-
-class ActionNet:
-    """A whole-frame action classifier: frame buffer, preprocessing, engine and scoring."""
+    Keyword arguments are :class:`~actionnet.config.ClassifierOptions` (the CLI's flags).
+    """
 
     def __init__(self, network: Optional[str] = "resnet-18", model: Optional[str] = None, labels: Optional[str] = None,
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
                  top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
-                 **overrides):
-        if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-        if skip_frames is not None and skip_frames < 0:
-            raise UsageError(f"--skip-frames must be >= 0, got {skip_frames}")
-        if cadence < 1:
-            raise UsageError(f"--cadence must be >= 1, got {cadence}")
-        if top_k < 1:
-            raise UsageError(f"--top-k must be >= 1, got {top_k}")
-        if not 0.0 <= smoothing < 1.0:
-            raise UsageError(f"--smoothing must be in [0, 1), got {smoothing}")
-        model, labels, input_blob, output_blob, overrides = resolve_network(
-            network, model, labels, input_blob, output_blob, overrides, log)
-        self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
-                                                   threads=threads, log=log, precision=precision, **overrides)
+                 fps: Optional[float] = None, **overrides):
+        options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
+                                    output_blob=output_blob, threshold=threshold, top_k=top_k,
+                                    skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
+                                    threads=threads, precision=precision, **overrides)
+        self.classifier = c = open_classifier(options, log)
+        self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        if skip_frames is None:  # the stride the model was trained at, else jetson-inference's default
-            skip_frames = s.skip_frames if s.skip_frames is not None else 1
-        self.skip_frames = skip_frames
-        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, skip_frames, cadence)
+        self.buffer = FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8, self.skip_frames, cadence)
+        self.prepare = c.prepare
+        self.normalize = c.normalizer()
+        self.scorer = c.scorer()
+        self.overlay = Overlay()
         # a streaming model (runtime/streaming.py): one state set for this stream, stepped on every stored frame
         self.stream = streaming_for(self.engine, s)
         self.state = self.stream.new_state() if self.stream is not None else None
-        self.prepare = FramePreparer(s)
-        self.normalize = None if s.raw_input else HostNormalizer(s)
-        self.scorer = Scorer(s.labels, logits=s.output_kind == "logits", threshold=threshold, top_k=top_k,
-                             smoothing=smoothing)
         self.timer = StageTimer()
         self.last: Optional[Classification] = None
         self.frames = 0
+        self.classifications = 0
+        # hysteresis and segments (runtime/segments.py); ``fps`` gives frames a time when
+        # update() is called without one, so that min_duration means seconds
+        self.fps = fps
+        self.segment_summary = SegmentSummary()
+        self.label_tracker = LabelTracker(c.options.min_duration, summary=self.segment_summary)
+        self.events: List[dict] = []  # event dicts of the latest update (classification, closed segments)
 
     # -- jetson-inference style API ------------------------------------------------------
     def classify(self, frame: np.ndarray, time: Optional[float] = None):
-        """Feed one frame; ``(class_id, confidence)`` of the latest classification."""
+        """Feed one frame; ``(class_id, confidence)`` of the reported label (with ``min_duration``
+        0, the latest classification's top class)."""
         self.update(frame, time)
-        if self.last is None:
+        shown = self.reported
+        if shown is None:
             return -1, 0.0
-        return self.last.class_id, self.last.confidence
+        return shown.class_id, shown.confidence
 
     def get_class_desc(self, class_id: int) -> Optional[str]:
         return self.spec.labels[class_id] if 0 <= class_id < self.spec.num_classes else None
@@ -105,6 +95,11 @@ class ActionNet:
 
     # -- stream API --------------------------------------------------------------------
     @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.label_tracker.shown(self.last)
+
+    @property
     def collecting(self) -> bool:
         """True until the window holds T frames."""
         return not self.buffer.ready
@@ -113,22 +108,31 @@ class ActionNet:
         """Feed one frame; the new :class:`Classification` when this frame triggered one."""
         index = self.frames
         self.frames += 1
+        self.events = []
+        if time is None and self.fps:
+            time = index / self.fps
         if not self.buffer.sample():
             return None
         t0 = _time.perf_counter()
         self.prepare(frame, self.buffer.slot())
         self.buffer.commit()
         self.timer.add("prepare", _time.perf_counter() - t0)
+        out = None
         if self.stream is not None:  # the state needs every stored frame, reported or not
             out = self.infer_window(self.buffer.window())
-            if not self.buffer.due():
-                return None
-            self.last = self.scorer(out[0], index, time if time is not None else 0.0)
-            return self.last
         if not self.buffer.due():
             return None
-        self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
-        return self.last
+        if time is None and self.label_tracker.min_duration > 0:
+            raise UsageError("min_duration counts seconds: pass time= to update()/classify() or fps= to ActionNet")
+        t = time if time is not None else 0.0
+        c = self.last = (self.scorer(out[0], index, t) if out is not None
+                         else self.classify_window(self.buffer.window(), index, t))
+        self.classifications += 1
+        self.events = self.label_tracker.update(c)
+        ev = c.to_event()
+        ev["event"] = "classification"
+        self.events.append(self.label_tracker.annotate(ev))
+        return c
 
     def infer_window(self, window: np.ndarray) -> np.ndarray:
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
@@ -145,13 +149,49 @@ class ActionNet:
         out = self.infer_window(window)
         return self.scorer(out[0], frame, time)
 
-    def reset(self) -> None:
+    def reset(self, reason: str = "reset") -> List[dict]:
+        """Forget the stream: an empty window, no smoothing history, no reported label, frame
+        numbers from 0. The open segment's closing event is returned."""
         self.buffer.reset()
         if self.state is not None:
             self.state.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0
+        return self.label_tracker.reset(reason)
+
+    # -- the run loop's Analyser ----------------------------------------------------------
+    def process(self, frame: np.ndarray, time: float) -> List[dict]:
+        self.update(frame, time)
+        return self.events  # closed segments, then the classification (with its reported label)
+
+    def restart(self) -> List[dict]:
+        seen = self.frames
+        events = self.reset("reconnect")  # the open segment ends at the gap
+        self.frames = seen  # frame numbers in events stay monotonic
+        return events
+
+    def finish(self, reason: str = "end") -> List[dict]:
+        """Close the open segment (the stream ended or was stopped); its event."""
+        return self.label_tracker.close(reason)
+
+    def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
+        return self.overlay.annotate(frame, self.reported, fps, self.collecting)
+
+    def status(self) -> str:
+        shown = self.reported
+        return (shown.label or "") if shown is not None else ""
+
+    def summary(self) -> str:
+        n = self.classifications
+        line = f"{n} classification{'' if n == 1 else 's'}"
+        last = self.reported  # what was shown last (the hysteresis's label)
+        if last is not None:
+            line += f"; last: {last.label or '(below threshold)'} {last.confidence:.3f}"
+        return line
+
+    def describe(self) -> str:
+        return self.classifier.describe()
 
     def close(self) -> None:
         self.engine.close()

@@ -1,34 +1,282 @@
-"""Outputs named by URI, as jetson-inference's ``videoOutput``: one factory, one small interface.
+"""Where results go, named by URI as jetson-utils' ``videoOutput``: one factory, one small interface.
 
-Every output has ``write(frame)`` (a BGR uint8 frame, already annotated) and ``close(keep)``
-(finalise; ``keep=False`` after a failed run deletes what a file output wrote). URIs:
+Every frame output is an :class:`Output`: ``write(frame)`` (a BGR uint8 frame, already
+annotated), ``close(keep)`` (finalise; ``keep=False`` after a failed run deletes what a file
+output wrote) and ``stopped`` (the user closed the window). URIs:
 
 - ``display://N``: an OpenCV window; with no display (no ``DISPLAY``/``WAYLAND_DISPLAY``, or an
   OpenCV built without a GUI such as ``opencv-python-headless``) the run goes on headless and
   says so once. Closing the window or pressing q/Esc asks the run to stop.
-- ``file.mp4|.mkv|.avi|.flv|.mov``: :class:`~actionnet.sinks.VideoFileSink` (H.264 through PyAV's
-  libx264; MPEG-4 part 2 where this FFmpeg has no libx264).
+- ``file.mp4|.mkv|.avi|.flv|.mov``: :class:`VideoFileSink` (H.264 through PyAV's libx264; MPEG-4
+  part 2 where this FFmpeg has no libx264). Written to a hidden temporary file beside the target
+  and renamed into place only when closed, so a failed run (a full disk too) leaves no
+  half-written file and a stopped run (Ctrl-C) leaves a complete, playable one.
 - ``dir/%05d.jpg`` (any printf pattern with an image extension): an image sequence.
 - ``rtp://host:port``: H.264 RTP over UDP; the SDP a player needs is printed and written to
   ``actionnet-PORT.sdp`` in the temporary folder.
 - ``rtsp://@:port/path``: an RTSP server on all addresses (``rtsp://host:port/path`` binds host),
   see :mod:`actionnet.rtspserve`.
+
+Events go to an :class:`EventSink`: one JSON object per line, written as they happen, flushed at
+least once a second and on close, and whole lines only: a write that fails (a full disk) cuts
+the file back to its last complete line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
 import tempfile
+import time
 from fractions import Fraction
 from typing import Optional
 
 import numpy as np
 
 from .errors import OutputError, UsageError
-from .sinks import VideoFileSink, add_video_stream, encode_frame, pick_codec
 from .sources import IMAGE_EXTENSIONS, parse_host_port, rtp_sdp
+
+
+class Output:
+    """A place frames go. ``stopped`` turns true when the user asks the run to end there."""
+
+    stopped: bool = False
+
+    def write(self, frame: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self, keep: bool = True) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close(keep=exc_type is None or issubclass(exc_type, KeyboardInterrupt))
+
+
+class NullOutput(Output):
+    """A window that cannot open (headless machine): frames are dropped, the run goes on."""
+
+    def write(self, frame: np.ndarray) -> None:
+        pass
+
+
+# Codec per container: H.264 where the container takes it; MPEG-4 part 2 for AVI.
+_CODECS = {".avi": "mpeg4"}
+_DEFAULT_CODEC = "libx264"
+# Where this FFmpeg lacks an encoder (libx264 is GPL and left out of some builds): what replaces it.
+_FALLBACK = {"libx264": "mpeg4"}
+
+
+def add_video_stream(container, codec: str, rate, h: int, w: int):
+    """A yuv420p video stream; 4:2:0 chroma wants even sizes, the encoder's scaler absorbs the odd pixel."""
+    s = container.add_stream(codec, rate=rate)
+    s.width, s.height = w - w % 2, h - h % 2
+    s.pix_fmt = "yuv420p"
+    return s
+
+
+def encode_frame(container, stream, frame: np.ndarray, pts: int) -> None:
+    """Encode one BGR frame at ``pts`` and mux whatever packets the encoder hands back."""
+    import av
+
+    vf = av.VideoFrame.from_ndarray(frame, format="bgr24")
+    vf.pts = pts
+    for packet in stream.encode(vf):
+        container.mux(packet)
+
+
+def pick_codec(codec: str, available=None) -> str:
+    """``codec`` if this FFmpeg can encode it, else its documented fallback (H.264 -> MPEG-4 part 2)."""
+    if available is None:
+        import av
+
+        available = av.codecs_available
+    if codec in available or codec not in _FALLBACK:
+        return codec
+    return _FALLBACK[codec]
+
+
+class VideoFileSink(Output):
+    """Encodes BGR frames into ``path`` at the input's exact frame rate."""
+
+    def __init__(self, path: str, fps, codec: Optional[str] = None, crf: int = 23, preset: str = "veryfast"):
+        self.path = path
+        self.rate = Fraction(fps).limit_denominator(1001000) if not isinstance(fps, Fraction) else fps
+        d, base = os.path.split(os.path.abspath(path))
+        self.ext = os.path.splitext(base)[1].lower()
+        if not self.ext:
+            raise OutputError(f"output {path} has no file extension; name it .mp4, .mkv or .avi")
+        if not os.path.isdir(d):
+            raise OutputError(f"cannot write {path}: folder {d} does not exist")
+        if not os.access(d, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+            raise OutputError(f"cannot write {path}: permission denied")
+        if os.path.isdir(path):
+            raise OutputError(f"cannot write {path}: it is a folder")
+        self.tmp = os.path.join(d, f".{base}.partial-{os.getpid()}{self.ext}")
+        self.codec = codec or _CODECS.get(self.ext, _DEFAULT_CODEC)
+        self.crf, self.preset = crf, preset
+        self._container = None
+        self._stream = None
+        self.frames = 0
+
+    def _open(self, h: int, w: int):
+        import av
+
+        try:
+            self._container = av.open(self.tmp, mode="w")
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise OutputError(f"cannot write {self.path}: {e}") from None
+        self.codec = pick_codec(self.codec)
+        s = add_video_stream(self._container, self.codec, self.rate, h, w)
+        if self.codec == "libx264":
+            s.options = {"crf": str(self.crf), "preset": self.preset}
+        s.thread_type = "AUTO"
+        self._stream = s
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        if self._container is None:
+            self._open(*frame.shape[:2])
+        try:
+            encode_frame(self._container, self._stream, frame, self.frames)
+        except (av.error.FFmpegError, OSError) as e:  # a full disk, a removed folder
+            raise OutputError(f"cannot write {self.path}: {_reason(e)}") from None
+        self.frames += 1
+
+    def close(self, keep: bool = True) -> None:
+        """Flush and move the file into place (``keep``), or delete it (a failed run). A flush
+        that fails (a full disk) deletes the partial file and says why."""
+        import av
+
+        failed = None
+        if self._container is not None:
+            try:
+                if keep:
+                    for packet in self._stream.encode(None):
+                        self._container.mux(packet)
+            except (av.error.FFmpegError, OSError) as e:
+                failed = e
+            finally:
+                try:
+                    self._container.close()
+                except (av.error.FFmpegError, OSError) as e:
+                    failed = failed or e
+                self._container = None
+        if keep and failed is None and self.frames and os.path.exists(self.tmp):
+            os.replace(self.tmp, self.path)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+        if failed is not None and keep:
+            raise OutputError(f"cannot write {self.path}: {_reason(failed)}; nothing was kept")
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or str(e) or type(e).__name__
+
+
+class Events:
+    """Where events go. ``stopped`` turns true when their reader went away (the run stops)."""
+
+    stopped: bool = False
+
+    def write(self, event: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self, keep: bool = True) -> None:
+        pass
+
+
+class EventSink(Events):
+    """One JSON object per line, to a file or ``-`` (stdout); whole lines only.
+
+    Lines are kept in memory and written together at least once a second: a file write that
+    fails (a full disk) cuts the file back to the end of its last whole line and raises one
+    :class:`OutputError`, so a reader never meets half a line.
+    """
+
+    def __init__(self, path: str, flush_every: float = 1.0):
+        self.path = path
+        if path == "-":
+            self._f = sys.stdout
+        else:
+            try:
+                self._f = open(path, "wb", buffering=0)
+            except OSError as e:
+                raise OutputError(f"cannot write events to {path}: {e.strerror}") from None
+        self.flush_every = flush_every
+        self._last_flush = time.monotonic()
+        self._pending: list = []
+        self._good = 0  # bytes of whole lines in the file
+        self.count = 0
+        self.stopped = False  # the reader of stdout went away (``| head``): the run stops
+
+    def write(self, event: dict) -> None:
+        if self._f is None:
+            return
+        self._pending.append(json.dumps(event, separators=(",", ":")) + "\n")
+        self.count += 1
+        if time.monotonic() - self._last_flush >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._f is None:
+            return
+        lines, self._pending = "".join(self._pending), []
+        self._last_flush = time.monotonic()
+        try:
+            if self._f is sys.stdout:
+                if lines:
+                    self._f.write(lines)
+                self._f.flush()
+            elif lines:
+                data = lines.encode("utf-8")
+                view = memoryview(data)
+                while view:
+                    view = view[self._f.write(view):]
+                self._good += len(data)
+        except BrokenPipeError:
+            self._reader_gone()
+        except OSError as e:
+            self._cut_back()
+            raise OutputError(f"cannot write events to {self.path}: {e.strerror or e}") from None
+
+    def _cut_back(self) -> None:
+        """Drop the part of a line a failed write left; close the file."""
+        f, self._f = self._f, None
+        try:
+            os.ftruncate(f.fileno(), self._good)
+        except OSError:
+            pass
+        try:
+            f.close()
+        except OSError:
+            pass
+
+    def _reader_gone(self) -> None:
+        """As Python's docs advise for SIGPIPE: point stdout at /dev/null, so that no later
+        flush (ours, or the interpreter's at exit) raises again, and ask the run to stop."""
+        if self._f is not sys.stdout:
+            raise OutputError(f"cannot write events to {self.path}: the reader closed it")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        self._f = None
+        if not self.stopped:
+            self.stopped = True
+            print("actionnet: the events reader closed stdout; stopping", file=sys.stderr)
+
+    def close(self, keep: bool = True) -> None:
+        if self._f is None:
+            return
+        self.flush()
+        if self._f is not None and self._f is not sys.stdout:
+            self._f.close()
+        self._f = None
 
 
 def display_available(cv2=None, env=None) -> bool:
@@ -43,7 +291,7 @@ def display_available(cv2=None, env=None) -> bool:
     return bool(gui) and gui.group(1).upper() not in ("NONE", "NO")
 
 
-class DisplaySink:
+class DisplaySink(Output):
     """An OpenCV window. ``stopped`` turns true when the user closes it or presses q or Esc."""
 
     def __init__(self, index: int = 0, title: str = "actionnet"):
@@ -71,7 +319,7 @@ class DisplaySink:
             self._shown = False
 
 
-class ImageSequenceSink:
+class ImageSequenceSink(Output):
     """``out/%05d.jpg``: one image per frame, numbered from 0; the folder is made if missing."""
 
     def __init__(self, pattern: str):
@@ -106,7 +354,7 @@ class ImageSequenceSink:
                     pass
 
 
-class RtpSink:
+class RtpSink(Output):
     """H.264 over RTP/UDP through PyAV's rtp muxer, tuned for latency (no B-frames, 1 s GOP).
 
     x264 repeats SPS/PPS at every keyframe here (no global header), so a receiver that joins late
@@ -174,7 +422,7 @@ class RtpSink:
             self.sdp_path = None
 
 
-class RtspSink:
+class RtspSink(Output):
     """``rtsp://@:port/path``: an RTSP server (gst-rtsp-server helper) fed by an RTP sink on loopback."""
 
     def __init__(self, uri: str, fps, log=None):
@@ -206,7 +454,7 @@ def is_image_pattern(uri: str) -> bool:
     return "%" in uri and uri.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False):
+def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False) -> Optional[Output]:
     """The output for ``uri``, or None for a display that cannot (or must not) open."""
     if uri.startswith("display://"):
         index = uri[len("display://"):] or "0"
@@ -228,3 +476,9 @@ def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False):
     if is_image_pattern(uri):
         return ImageSequenceSink(uri)
     return VideoFileSink(uri, fps)
+
+
+def video_output(uri: str, fps=30.0, log=sys.stderr) -> Output:
+    """An output as the ``actionnet`` command opens it (jetson-utils' ``videoOutput``); a window
+    on a machine without a display is a :class:`NullOutput`, so the caller's loop runs as is."""
+    return open_output(uri, fps, log=log) or NullOutput()

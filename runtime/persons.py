@@ -27,33 +27,18 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .config import ClassifierOptions, PersonOptions
 from .detector import Detector
-from .errors import UsageError
 from .framebuffer import FrameBuffer
-from .model import load_action_model, resolve_network
-from .net import StageTimer
-from .preprocess import FramePreparer, HostNormalizer
+from .model import open_classifier
+from .overlay import Overlay
+from .person_overlay import PersonOverlay
+from .pipeline import Analyser, StageTimer
 from .scores import Classification, Scorer
+from .segments import LabelTracker, Segment, SegmentSummary  # noqa: F401 (Segment moved there)
 from .streaming import StreamState
 from .streaming import for_model as streaming_for
 from .tracker import ByteTracker, Track
-
-CROP_MODES = ("anchored", "follow")
-
-
-@dataclass
-class Segment:
-    label: str
-    start_frame: int
-    start_time: float
-    end_frame: int
-    end_time: float
-    confidence: float  # the highest confidence seen in the segment
-
-    def to_event(self, track_id: int) -> dict:
-        return {"event": "segment", "track_id": track_id, "label": self.label, "start_frame": self.start_frame,
-                "start_time": round(self.start_time, 4), "end_frame": self.end_frame,
-                "end_time": round(self.end_time, 4), "max_confidence": round(self.confidence, 6)}
 
 
 @dataclass
@@ -66,9 +51,18 @@ class PersonState:
     box: np.ndarray = None
     crop: Optional[tuple] = None  # (x0, y0, side) in frame pixels
     last: Optional[Classification] = None
-    segment: Optional[Segment] = None
+    labels: Optional[LabelTracker] = None  # hysteresis and the open segment (runtime/segments.py)
     seen: bool = False  # matched on the current frame
     stream: Optional[StreamState] = None  # a streaming model's state set for this person
+
+    @property
+    def segment(self) -> Optional[Segment]:
+        return self.labels.segment if self.labels is not None else None
+
+    @property
+    def reported(self) -> Optional[Classification]:
+        """The latest classification as the hysteresis reports it (what the overlay draws)."""
+        return self.labels.shown(self.last) if self.labels is not None else self.last
 
 
 def square_crop(box, frame_h: int, frame_w: int, context: float):
@@ -83,64 +77,64 @@ def square_crop(box, frame_h: int, frame_w: int, context: float):
     return x0, y0, side
 
 
-class PersonActionNet:
+class PersonActionNet(Analyser):
     """Detector + tracker + one clip per person + a batched action model.
 
-    ``update(frame, index, time)`` returns the events of this frame (classifications and closed
-    segments); ``states`` holds every live track's state for drawing.
+    ``update(frame, time)`` returns the events of this frame (classifications and closed
+    segments); ``states`` holds every live track's state for drawing. Keyword arguments are
+    :class:`~actionnet.config.ClassifierOptions` and :class:`~actionnet.config.PersonOptions`;
+    ``track_timeout`` is in seconds, turned into frames at ``fps`` (the source's frame rate).
     """
 
-    def __init__(self, model: str, detector: str, labels: Optional[str] = None, input_blob: Optional[str] = None,
-                 output_blob: Optional[str] = None, threshold: float = 0.01, top_k: int = 5,
-                 skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0, engine: str = "auto", threads: Optional[int] = None,
-                 person_conf: float = 0.25, nms_iou: float = 0.45, detector_classes=("person",),
-                 detector_layout: Optional[str] = None, track_timeout: int = 30, context: float = 1.2,
-                 crop_mode: str = "anchored", max_batch: int = 16, log=sys.stderr, precision: Optional[str] = None,
-                 **overrides):
-        if not 0.0 <= threshold <= 1.0:
-            raise UsageError(f"--threshold must be between 0 and 1, got {threshold}")
-        if (skip_frames is not None and skip_frames < 0) or cadence < 1 or top_k < 1 or not 0.0 <= smoothing < 1.0:
-            raise UsageError("need --skip-frames >= 0, --cadence >= 1, --top-k >= 1 and 0 <= --smoothing < 1")
-        if context < 1.0:
-            raise UsageError(f"--crop-context must be >= 1 (the crop holds the whole box), got {context}")
-        if crop_mode not in CROP_MODES:
-            raise UsageError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, got {crop_mode!r}")
-        if max_batch < 1 or track_timeout < 0:
-            raise UsageError("need --max-batch >= 1 and --track-timeout >= 0")
-        self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=detector_classes,
+    def __init__(self, model: Optional[str], detector: str, labels: Optional[str] = None,
+                 input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
+                 top_k: int = 5, skip_frames: Optional[int] = None, cadence: int = 1, smoothing: float = 0.0,
+                 engine: str = "auto", threads: Optional[int] = None, person_conf: float = 0.25,
+                 nms_iou: float = 0.45, detector_classes=("person",), detector_layout: Optional[str] = None,
+                 track_timeout: float = 1.0, context: float = 1.2, crop_mode: str = "anchored", max_batch: int = 16,
+                 log=sys.stderr, precision: Optional[str] = None, network: Optional[str] = "resnet-18",
+                 fps: float = 30.0, **overrides):
+        options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
+                                    output_blob=output_blob, threshold=threshold, top_k=top_k,
+                                    skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
+                                    threads=threads, precision=precision, **overrides).validate()
+        p = self.options = PersonOptions(detector=detector, person_conf=person_conf, nms_iou=nms_iou,
+                                         detector_classes=tuple(detector_classes), detector_layout=detector_layout,
+                                         track_timeout=track_timeout, context=context, crop_mode=crop_mode,
+                                         max_batch=max_batch).validate()
+        self.detector = Detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
                                  layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
         try:
-            self.engine, self.spec = load_action_model(model, labels, input_blob, output_blob, engine=engine,
-                                                       threads=threads, log=log, precision=precision, **overrides)
-        except Exception:
+            self.classifier = c = open_classifier(options, log)
+        except BaseException:
             self.detector.close()
             raise
+        self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        if skip_frames is None:  # the stride the model was trained at, else jetson-inference's default
-            skip_frames = s.skip_frames if s.skip_frames is not None else 1
+        max_age = int(round(track_timeout * float(fps or 30.0)))
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
-                                   new_track=max(0.5, person_conf), max_age=track_timeout)
-        self.skip_frames, self.cadence, self.context, self.crop_mode = skip_frames, cadence, context, crop_mode
-        self._scorer_args = dict(labels=s.labels, logits=s.output_kind == "logits", threshold=threshold,
-                                 top_k=top_k, smoothing=smoothing)
-        self.prepare = FramePreparer(s)
+                                   new_track=max(0.5, person_conf), max_age=max_age)
+        self.cadence, self.context, self.crop_mode = cadence, context, crop_mode
+        self.prepare = c.prepare
         batch_dim = self.engine.input.shape[0]
         # A fixed batch axis (foreign ONNX, e.g. jetson-inference's [1, 3, 16, 112, 112]) is
         # honoured: batch 1 means one call per person; a fixed B > 1 gets its calls padded to B.
         self.fixed_batch = batch_dim if isinstance(batch_dim, int) and batch_dim > 0 else None
         self.max_batch = self.fixed_batch or max_batch
         self.batched = self.max_batch > 1
-        if s.raw_input:
-            self.normalize = None
+        self.normalize = c.normalizer(batch=self.max_batch)
+        if self.normalize is None:
             self._batch = np.empty((self.max_batch, s.clip_length, s.height, s.width, 3), np.uint8)
-        else:
-            self.normalize = HostNormalizer(s, batch=self.max_batch)
+        self.overlay = PersonOverlay()
+        self.fps_overlay = Overlay()
         self.states: Dict[int, PersonState] = {}
         self.stream = streaming_for(self.engine, s, self.max_batch)  # None for a clip model
         self._pool: List[FrameBuffer] = []
         self.timer = StageTimer()
         self.frames = 0
         self.classifications = 0
+        self.min_duration = c.options.min_duration
+        self.segment_summary = SegmentSummary()
 
     # -- per-track state ------------------------------------------------------------------
     def _state(self, track: Track) -> PersonState:
@@ -150,18 +144,18 @@ class PersonActionNet:
             buf = self._pool.pop() if self._pool else FrameBuffer(s.clip_length, (s.height, s.width, 3), np.uint8,
                                                                    0, self.cadence)
             buf.reset()
-            st = PersonState(track.id, buf, Scorer(**self._scorer_args))
+            st = PersonState(track.id, buf, self.classifier.scorer(),
+                             labels=LabelTracker(self.min_duration, track.id, self.segment_summary))
             if self.stream is not None:
                 st.stream = self.stream.new_state()
             self.states[track.id] = st
         return st
 
-    def _evict(self, tid: int, events: list) -> None:
+    def _evict(self, tid: int, events: list, reason: str = "evicted") -> None:
         st = self.states.pop(tid, None)
         if st is None:
             return
-        if st.segment is not None:
-            events.append(st.segment.to_event(tid))
+        events += st.labels.close(reason)
         self._pool.append(st.buffer)  # freed for the next person: no growth on long streams
         if st.stream is not None:
             self.stream.release(st.stream)
@@ -250,49 +244,55 @@ class PersonActionNet:
                 c = st.scorer(out[j], index, time)
                 st.last = c
                 self.classifications += 1
-                self._segment(st, c, events)
+                events += st.labels.update(c)
                 ev = c.to_event()
                 ev = {"event": "classification", "track_id": st.id,
                       "box": [round(float(v), 1) for v in st.box], **ev}
-                if st.segment is not None:
-                    ev["segment_start_frame"] = st.segment.start_frame
-                    ev["segment_start_time"] = round(st.segment.start_time, 4)
-                events.append(ev)
+                events.append(st.labels.annotate(ev))
 
-    @staticmethod
-    def _segment(st: PersonState, c: Classification, events: list) -> None:
-        """Close the track's segment when its label changes (or drops below the threshold)."""
-        seg = st.segment
-        if seg is not None and seg.label == c.label:
-            seg.end_frame, seg.end_time = c.frame, c.time
-            seg.confidence = max(seg.confidence, c.confidence)
-            return
-        if seg is not None:
-            events.append(seg.to_event(st.id))
-        st.segment = Segment(c.label, c.frame, c.time, c.frame, c.time, c.confidence) if c.label else None
-
-    def finish(self) -> list:
+    def finish(self, reason: str = "end") -> list:
         """Close every open segment (the stream ended or was stopped)."""
         events: list = []
-        for tid in list(self.states):
-            st = self.states[tid]
-            if st.segment is not None:
-                events.append(st.segment.to_event(tid))
-                st.segment = None
+        for st in self.states.values():
+            events += st.labels.close(reason)
         return events
 
-    def reset(self) -> list:
+    def reset(self, reason: str = "reconnect") -> list:
         """Forget every track (a live source reconnected): open segments are closed (returned as
         events), buffers go back to the pool; frame numbers keep counting."""
-        events = self.finish()
+        events: list = []
         for tid in list(self.states):
-            self._evict(tid, events)
+            self._evict(tid, events, reason)
         self.tracker.reset()
         return events
 
     def visible(self) -> List[PersonState]:
         """States of the tracks matched on the latest frame (what the overlay draws)."""
         return [st for st in self.states.values() if st.seen]
+
+    # -- the run loop's Analyser ----------------------------------------------------------
+    def process(self, frame: np.ndarray, time: float) -> list:
+        return self.update(frame, time)
+
+    def restart(self) -> list:
+        return self.reset("reconnect")
+
+    def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
+        self.overlay.annotate(frame, self.visible(), self.spec.clip_length)
+        return self.fps_overlay.annotate(frame, None, fps)  # the frame rate, top left as in whole-frame mode
+
+    def status(self) -> str:
+        return f"{len(self.visible())} persons"
+
+    def summary(self) -> str:
+        n, t = self.classifications, self.tracker.tracks_started
+        return f"{t} track{'' if t == 1 else 's'}, {n} person classification{'' if n == 1 else 's'}"
+
+    def describe(self) -> str:
+        d = self.detector.spec
+        batch = f"batch up to {self.max_batch}" if self.batched else "fixed batch 1: one call per person"
+        return f"per person: detector {self.detector.engine.path} ({d.layout}, {d.height}x{d.width}), " \
+               f"{self.classifier.describe()[:-1]}, {batch})"
 
     def close(self) -> None:
         self.detector.close()
@@ -303,107 +303,3 @@ class PersonActionNet:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def run_persons(source, net: PersonActionNet, video=None, events=None, overlay=None, progress=None, stop=None):
-    """The per-person run loop; same contract as :func:`actionnet.pipeline.run` (stoppable at
-    any frame; the video and the events are finalised, open segments closed, on any stop)."""
-    from .person_overlay import PersonOverlay
-    from .pipeline import RunStats, end_run, running
-
-    stats = RunStats(timer=net.timer)
-    timer = net.timer
-    overlay = overlay or PersonOverlay()
-    clock = _time.perf_counter
-    keep = interrupted = False
-    generation = getattr(source, "generation", 0)
-    start = clock()
-    if stop is not None and hasattr(source, "stop_when"):  # a capture thread: stop even while waiting
-        source.stop_when(lambda: stop.stopped)
-    try:
-        frames = iter(source)
-        while running(stop, video, events):
-            t0 = clock()
-            try:
-                frame, t = next(frames)
-            except StopIteration:
-                break
-            timer.add("decode", clock() - t0)
-            produced = []
-            if getattr(source, "generation", 0) != generation:  # a live source reconnected:
-                generation = source.generation  # new tracks and clips, none spans the gap
-                produced += net.reset()
-            before = net.classifications
-            produced += net.update(frame, t)
-            stats.classifications += net.classifications - before
-            if events is not None:
-                for e in produced:
-                    events.write(e)
-            if video is not None:
-                t2 = clock()
-                overlay.annotate(frame, net.visible(), net.spec.clip_length)
-                t3 = clock()
-                timer.add("draw", t3 - t2)
-                video.write(frame)
-                timer.add("encode", clock() - t3)
-            stats.frames += 1
-            if progress is not None:
-                progress.update(f"{len(net.visible())} persons")
-        keep = True
-    except KeyboardInterrupt:
-        keep = interrupted = True
-    finally:
-        end_run(stats, source, start, stop, interrupted, events, progress, video, keep)
-        if events is not None:
-            try:
-                for e in net.finish():
-                    events.write(e)
-            finally:
-                events.close()
-    return stats
-
-
-def cli_run(args, log) -> int:
-    """``actionnet --persons ...``: wires source, PersonActionNet and sinks (called by the CLI)."""
-    from .live import open_input, run_with_outputs
-
-    if not args.detector:
-        raise UsageError("--persons needs --detector=FILE.onnx (a YOLO person detector; see actionnet-export yolo)")
-    if not 0.0 <= args.person_conf <= 1.0:
-        raise UsageError(f"--person-conf must be between 0 and 1, got {args.person_conf}")
-    if args.track_timeout < 0:
-        raise UsageError(f"--track-timeout must be >= 0 seconds, got {args.track_timeout}")
-    overrides = dict(mean=args.mean, std=args.std, value_scale=args.value_scale, color_order=args.color_order,
-                     resize_mode=args.resize_mode, output_kind=args.output_kind)
-    model, labels, input_blob, output_blob, overrides = resolve_network(
-        args.network, args.model, args.labels, args.input_blob, args.output_blob, overrides, log)
-    source = open_input(args, log)
-    net = None
-    try:
-        fps = getattr(source, "rate", None) or source.fps or 30.0
-        net = PersonActionNet(model, args.detector, labels=labels, input_blob=input_blob, output_blob=output_blob,
-                              threshold=args.threshold, top_k=args.top_k, skip_frames=args.skip_frames,
-                              cadence=args.cadence, smoothing=args.smoothing, engine=args.engine, threads=args.threads,
-                              person_conf=args.person_conf, nms_iou=args.nms_iou,
-                              detector_classes=[c.strip() for c in args.detector_classes.split(",") if c.strip()],
-                              detector_layout=args.detector_layout,
-                              track_timeout=int(round(args.track_timeout * float(fps))), context=args.crop_context,
-                              crop_mode=args.crop_mode, max_batch=args.max_batch, log=log,
-                              precision=getattr(args, "precision", None), **overrides)
-        s, d = net.spec, net.detector.spec
-        banner = (f"per person: detector {args.detector} ({d.layout}, {d.height}x{d.width}), model {net.engine.path} "
-                  f"({s.clip_length}x{s.height}x{s.width}, {s.num_classes} classes, {net.engine.name}, "
-                  f"{'batch up to ' + str(net.max_batch) if net.batched else 'fixed batch 1: one call per person'})")
-        stats = run_with_outputs(args, source, net, run_persons, banner=banner, log=log)
-    finally:
-        source.close()
-        if net is not None:
-            net.close()
-    summary = (f"{stats.frames} frames, {net.tracker.tracks_started} tracks, {stats.classifications} person "
-               f"classifications, {stats.fps:.1f} fps")
-    if stats.dropped:
-        summary += f"; {stats.dropped} frames dropped (inference slower than the live source)"
-    print(f"actionnet: {'stopped: ' if stats.stopped else ''}{summary}", file=log)
-    if args.timings:
-        print(net.timer.table(), file=log)
-    return 0

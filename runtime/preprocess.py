@@ -10,8 +10,6 @@ Frames enter as OpenCV does them: uint8, H x W x 3, BGR.
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import cv2
 import numpy as np
 
@@ -104,7 +102,3 @@ def normalize_reference(window: np.ndarray, spec: ModelSpec) -> np.ndarray:
     x = window.astype(np.float64) / spec.value_scale
     x = (x - np.asarray(spec.mean)) / np.asarray(spec.std)
     return x.transpose(3, 0, 1, 2)[None].astype(np.float32)
-
-
-def shape_of(spec: ModelSpec) -> Tuple[int, int, int]:
-    return spec.height, spec.width, 3

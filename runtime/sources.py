@@ -18,8 +18,11 @@ iteration.
 - files, image folders and globs.
 
 Live sources (``live = True``) never end on their own except by a clean end of stream; when they
-fail mid-stream they raise :class:`StreamLost` so that :mod:`actionnet.live` can reconnect. The
+fail mid-stream they raise :class:`StreamLost` so that :class:`Reconnecting` can reopen them. The
 pipeline-string and option builders are pure functions so they can be tested without a camera.
+
+:func:`video_source` is what the ``actionnet`` command and the Python API open: the source,
+reconnecting when live, read on a capture thread.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ from __future__ import annotations
 import glob
 import os
 import re
+import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
@@ -41,18 +47,42 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class Source:
+    """What the run loop reads: ``(frame, time)`` pairs, plus what it may ask of a stream.
+
+    Every member the loop uses is declared here with its default, so a source says what it is
+    by overriding, never by having or lacking an attribute.
+    """
+
     uri: str = ""
     fps: float = 30.0
     frame_count: Optional[int] = None
     width: int = 0
     height: int = 0
-    live: bool = False
+    live: bool = False  # a camera or stream: frames arrive in real time and may be dropped
+    generation: int = 0  # bumped at each reconnect: no clip may mix frames from before and after
+    dropped: int = 0  # frames a capture thread replaced before they were read (live sources)
+    _rate: Optional[Fraction] = None
+
+    @property
+    def rate(self) -> Fraction:
+        """The exact frame rate (29.97 is 30000/1001): what a file output is written at."""
+        return self._rate if self._rate is not None else Fraction(self.fps).limit_denominator(1001)
+
+    @rate.setter
+    def rate(self, value) -> None:
+        self._rate = Fraction(value)
 
     def __iter__(self) -> Iterator[Tuple[np.ndarray, float]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def close(self) -> None:
         pass
+
+    def interrupt(self) -> None:
+        """Stop waiting (for a frame, for a reconnect); called from another thread."""
+
+    def stop_when(self, predicate: Callable[[], bool]) -> None:
+        """Let a wait for the next frame end early once ``predicate()`` is true (a stop request)."""
 
     def __enter__(self):
         return self
@@ -63,6 +93,21 @@ class Source:
     def describe(self) -> str:
         n = f"{self.frame_count} frames" if self.frame_count is not None else "live"
         return f"{self.uri} ({self.width}x{self.height}, {self.fps:.2f} fps, {n})"
+
+
+class IterableSource(Source):
+    """Any iterable of ``(frame, time)`` as a source (frames made in memory, generators)."""
+
+    def __init__(self, frames: Iterable[Tuple[np.ndarray, float]], uri: str = "<frames>", fps: float = 30.0):
+        self._frames, self.uri, self.fps = frames, uri, fps
+
+    def __iter__(self):
+        return iter(self._frames)
+
+
+def as_source(obj) -> Source:
+    """``obj`` if it is a :class:`Source`, else an iterable of ``(frame, time)`` wrapped as one."""
+    return obj if isinstance(obj, Source) else IterableSource(obj)
 
 
 class VideoFileSource(Source):
@@ -241,18 +286,6 @@ def v4l2_av_options(options: SourceOptions, mjpeg: bool = True) -> Dict[str, str
     return o
 
 
-def v4l2_gst_pipeline(device: str, options: SourceOptions) -> str:
-    """The GStreamer pipeline for a V4L2 camera (OpenCV CAP_GSTREAMER), MJPG decoded to BGR."""
-    codec = (options.codec or "raw").lower()
-    caps = ["image/jpeg" if codec in ("mjpeg", "mjpg") else "video/x-h264" if codec == "h264" else "video/x-raw"]
-    if codec in ("yuyv", "yuyv422"):
-        caps.append("format=YUY2")
-    caps += _caps_size(options)
-    decode = {"mjpeg": " ! jpegdec", "mjpg": " ! jpegdec", "h264": " ! h264parse ! avdec_h264"}.get(codec, "")
-    return (f"v4l2src device={device} ! {','.join(caps)}{decode} ! videoconvert ! video/x-raw,format=BGR"
-            f" ! appsink drop=true max-buffers=1 sync=false")
-
-
 def csi_gst_pipeline(sensor_id: int, options: SourceOptions) -> str:
     """The GStreamer pipeline for a Jetson CSI camera: Argus in NVMM memory, converted to BGR."""
     w, h = options.width or 1280, options.height or 720
@@ -281,15 +314,6 @@ def rtp_sdp(host: str, port: int, codec: str = "h264") -> str:
 def rtsp_av_options(options: SourceOptions) -> Dict[str, str]:
     """RTSP over TCP (no lost UDP packets on busy networks), with a socket timeout in microseconds."""
     return {"rtsp_transport": "tcp", "timeout": str(int(options.timeout * 1e6))}
-
-
-def _caps_size(options: SourceOptions) -> List[str]:
-    c = []
-    if options.width and options.height:
-        c += [f"width={options.width}", f"height={options.height}"]
-    if options.fps:
-        c.append(f"framerate={_gst_rate(options.fps)}")
-    return c
 
 
 def _rate(fps: float) -> str:
@@ -437,3 +461,128 @@ def open_source(uri: str, options: Optional[SourceOptions] = None) -> Source:
     if kind == "images":
         return ImageFolderSource(uri, fps=options.fps or 30.0)
     return VideoFileSource(uri)
+
+
+# --------------------------------------------------------------------------------------------
+# Reconnecting: a camera or stream that drops is reopened with backoff.
+#
+# When the open source raises StreamLost (or a reopen fails), Reconnecting waits 0.25 s, 0.5 s,
+# 1 s ... (at most ``max_delay``) and tries again, until ``timeout`` seconds have passed since the
+# stream was lost; then it raises one clear InputError. A clean end of stream ends the iteration
+# and the run. A network stream that ends (StreamEnded: FFmpeg cannot tell a server that closed
+# the stream from one that crashed) gets the same reconnect window, and if it does not come back
+# the run ends cleanly rather than with an error. ``timeout=0`` turns reconnecting off. Each
+# successful reconnect bumps ``generation``; the run loop sees that and starts fresh windows, so
+# no clip mixes frames from before and after the gap. Times stay monotonic across reconnects (a
+# restarted stream starts its clock at zero again).
+
+
+class Reconnecting(Source):
+    live = True
+
+    def __init__(self, open_source: Callable[[], Source], timeout: float = 30.0, log=sys.stderr,
+                 first_delay: float = 0.25, max_delay: float = 4.0, source: Optional[Source] = None):
+        self._open = open_source
+        self.timeout, self.log = timeout, log
+        self.first_delay, self.max_delay = first_delay, max_delay
+        self.generation = 0
+        self.reconnects = 0
+        self._closed = threading.Event()
+        self._src = source if source is not None else open_source()
+        self._copy_info(self._src)
+
+    def _copy_info(self, s: Source):
+        self.uri, self.fps, self.width, self.height = s.uri, s.fps, s.width, s.height
+        self.rate = s.rate
+        self.frame_count = None
+
+    def __iter__(self):
+        offset = 0.0
+        last_t = 0.0
+        lost_since = None  # a reopened stream is back only once a frame arrives
+        while True:
+            src = self._src
+            try:
+                for frame, t in src:
+                    lost_since = None
+                    last_t = t + offset
+                    yield frame, last_t
+                return  # clean end of stream
+            except StreamLost as e:
+                lost = e
+                if self.timeout <= 0:
+                    if isinstance(e, StreamEnded):
+                        return
+                    raise
+                if lost_since is None:
+                    lost_since = time.monotonic()
+                print(f"actionnet: {e}; reconnecting (up to {self.timeout:g} s)", file=self.log)
+            _close_quietly(src)
+            try:
+                self._src = self._reconnect(lost_since, str(lost))
+            except InputError:
+                if isinstance(lost, StreamEnded) and not self._closed.is_set():
+                    print(f"actionnet: {self.uri} did not come back: end of stream", file=self.log)
+                    return
+                raise
+            self._copy_info(self._src)
+            offset = last_t + 1.0 / max(self.fps, 1e-3)
+
+    def _reconnect(self, since: Optional[float] = None, reason: str = "lost") -> Source:
+        """A reopened source; InputError once ``timeout`` seconds have passed ``since`` the loss
+        (a stream that reopens but sends nothing keeps that clock running)."""
+        start = time.monotonic() if since is None else since
+        delay = self.first_delay
+        while True:
+            if time.monotonic() - start >= self.timeout:
+                raise InputError(f"{self.uri} is gone and did not come back within {self.timeout:g} s "
+                                 f"(--reconnect-timeout); last error: {reason}")
+            if self._closed.wait(delay):
+                raise StreamLost(f"{self.uri}: closed while reconnecting")
+            try:
+                src = self._open()
+            except InputError as e:
+                reason = str(e)
+            else:
+                if self._closed.is_set():
+                    _close_quietly(src)
+                    raise StreamLost(f"{self.uri}: closed while reconnecting")
+                self.generation += 1
+                self.reconnects += 1
+                print(f"actionnet: reconnected to {self.uri} after {time.monotonic() - start:.1f} s", file=self.log)
+                return src
+            if time.monotonic() - start + delay >= self.timeout:
+                raise InputError(f"{self.uri} is gone and did not come back within {self.timeout:g} s "
+                                 f"(--reconnect-timeout); last error: {reason}")
+            delay = min(delay * 2, self.max_delay)
+
+    def interrupt(self):
+        """Stop waiting to reconnect (from another thread); :meth:`close` still closes."""
+        self._closed.set()
+
+    def close(self):
+        self._closed.set()
+        _close_quietly(self._src)
+
+    def describe(self) -> str:
+        return self._src.describe()
+
+
+def _close_quietly(src: Source):
+    try:
+        src.close()
+    except Exception:
+        pass
+
+
+def video_source(uri: str, options: Optional[SourceOptions] = None, reconnect_timeout: float = 30.0,
+                 log=sys.stderr) -> Source:
+    """A source as the ``actionnet`` command opens it (jetson-utils' ``videoSource``): live
+    cameras and streams reconnect for ``reconnect_timeout`` seconds, and every source is read on
+    its own thread (:class:`~actionnet.capture.Capture`) so that decoding overlaps inference."""
+    from .capture import Capture
+
+    src = open_source(uri, options)
+    if src.live and reconnect_timeout > 0:
+        src = Reconnecting(lambda: open_source(uri, options), timeout=reconnect_timeout, log=log, source=src)
+    return Capture(src)

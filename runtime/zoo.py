@@ -13,19 +13,15 @@ import json
 import os
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
+from . import files
 from .errors import ZooError
-
-
-def cache_dir() -> str:
-    """``$ACTIONNET_HOME``, default ``~/.cache/actionnet``: the zoo's files and every engine cache."""
-    return os.environ.get("ACTIONNET_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "actionnet")
+from .home import cache_dir
 
 
 def manifest_path() -> str:
@@ -84,21 +80,27 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     e = m[key]
     folder = os.path.join(cache or cache_dir(), key)
     fmt = e.get("format", "onnx")
-    if fmt == "onnx":
-        model = os.path.join(folder, e["file"])
-    elif fmt in ("torchvision", "stream"):
-        model = os.path.join(folder, f"{key}.onnx")
-    else:
+    if fmt not in ("onnx", "torchvision", "stream"):
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
-    if not os.path.isfile(model):
+    model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
+    if model is None and fmt == "torchvision":
+        model = candidates(key, e, folder)[0]
+        weights = _weights_path(e, folder)
+        if weights and os.path.isfile(weights):  # put there by hand (offline), or an export cut short
+            _check_sha256(key, e, _sha256_file(weights), weights, "replace it with the published file")
+            _export_torchvision(key, e, weights, model, log)
+        else:
+            if not download:
+                raise ZooError(_offline_message(key, e, folder, "downloads disabled"))
+            _export_torchvision(key, e, fetch(key, e, folder, log), model, log)
+    elif model is None:
         if not download:
-            raise ZooError(_offline_message(key, e, folder, model, "downloads disabled"))
+            raise ZooError(_offline_message(key, e, folder, "downloads disabled"))
         payload = fetch(key, e, folder, log)
-        if fmt == "torchvision":
-            _export_torchvision(key, e, payload, model, log)
-        elif fmt == "stream":
-            _export_stream(key, e, payload, model, log)
-        if not os.path.isfile(model):
+        if fmt == "stream":
+            _export_stream(key, e, payload, candidates(key, e, folder)[0], log)
+        model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
+        if model is None:
             raise ZooError(f"network {key}: the download did not contain {e.get('file')}")
     spec = dict(e.get("spec", {}))
     for k in ("mean", "std", "resize_size"):
@@ -107,13 +109,32 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     return ZooEntry(key, model, labels_file(e), e.get("input_blob"), e.get("output_blob"), spec)
 
 
+def candidates(key: str, e: dict, folder: str) -> List[str]:
+    """Where the model file of network ``key`` may lie in its cache folder, in order.
+
+    An archive's model sits in the archive's own folder (``resnet-18/Action-ResNet18/x.onnx``);
+    a user who copies just the file into the network's folder (``resnet-18/x.onnx``) meant the
+    same thing, so both are accepted. A torchvision network's model is its exported ONNX."""
+    if e.get("format", "onnx") in ("torchvision", "stream"):
+        return [os.path.join(folder, f"{key}.onnx")]
+    nested = os.path.join(folder, *e["file"].split("/"))
+    flat = os.path.join(folder, os.path.basename(e["file"]))
+    return [nested] if flat == nested else [nested, flat]
+
+
+def _weights_path(e: dict, folder: str) -> Optional[str]:
+    """Where a downloaded (or hand-copied) single-file payload lies: the URL's file name."""
+    url = e.get("url")
+    return os.path.join(folder, os.path.basename(url.split("?")[0])) if url else None
+
+
 def fetch(key: str, e: dict, folder: str, log) -> str:
     """Download ``e['url']`` into ``folder`` (extracting archives); returns the payload path."""
     url = e.get("url")
     if not url:
-        raise ZooError(_offline_message(key, e, folder, None, "the manifest has no download address for it"))
+        raise ZooError(_offline_message(key, e, folder, "the manifest has no download address for it"))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".download-", dir=folder)
+    fd, tmp = files.mkstemp(folder, prefix=".download-")
     h = hashlib.sha256()
     try:
         print(f"actionnet: downloading {key} from {url}", file=log)
@@ -127,29 +148,41 @@ def fetch(key: str, e: dict, folder: str, log) -> str:
                     out.write(chunk)
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = getattr(err, "reason", None) or err
-            raise ZooError(_offline_message(key, e, folder, None, str(reason))) from None
+            raise ZooError(_offline_message(key, e, folder, str(reason))) from None
         digest = h.hexdigest()
-        want = e.get("sha256")
-        prefix = e.get("sha256_prefix")
-        if want and digest != want.lower():
-            raise ZooError(f"network {key}: checksum mismatch for {url}: sha256 {digest}, expected {want}; "
-                           "the file was discarded")
-        if prefix and not digest.startswith(prefix.lower()):
-            raise ZooError(f"network {key}: checksum mismatch for {url}: sha256 {digest} does not start with "
-                           f"{prefix}; the file was discarded")
-        if not want and not prefix:
+        if not _check_sha256(key, e, digest, url, "the file was discarded"):
             print(f"actionnet: {key}: no checksum is published for this file; sha256 of the download: {digest}",
                   file=log)
         archive = e.get("archive")
         if archive:
             _extract(tmp, archive, folder, key)
             return folder
-        dest = os.path.join(folder, os.path.basename(url.split("?")[0]))
+        dest = _weights_path(e, folder)
         os.replace(tmp, dest)
         return dest
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _check_sha256(key: str, e: dict, digest: str, what: str, outcome: str) -> bool:
+    """Refuse ``digest`` when the manifest's sha256 (or torchvision's prefix) says otherwise;
+    False when the manifest publishes no checksum to check against."""
+    want, prefix = e.get("sha256"), e.get("sha256_prefix")
+    if want and digest != want.lower():
+        raise ZooError(f"network {key}: checksum mismatch for {what}: sha256 {digest}, expected {want}; {outcome}")
+    if prefix and not digest.startswith(prefix.lower()):
+        raise ZooError(f"network {key}: checksum mismatch for {what}: sha256 {digest} does not start with "
+                       f"{prefix}; {outcome}")
+    return bool(want or prefix)
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _extract(path: str, kind: str, folder: str, key: str) -> None:
@@ -186,6 +219,8 @@ def _export_torchvision(key: str, e: dict, weights: str, out: str, log) -> None:
     export_torchvision(e["arch"], weights, out, labels=labels_file(e))
 
 
+
+
 def _export_stream(key: str, e: dict, weights: str, out: str, log) -> None:
     """A streaming model's weights (MoViNet-pytorch's stream state dicts) -> ONNX with its state
     contract, once, with the export stage's stepped parity check."""
@@ -199,10 +234,24 @@ def _export_stream(key: str, e: dict, weights: str, out: str, log) -> None:
     export_stream(e["arch"], weights, out, labels=labels_file(e), size=e.get("size"), log=log)
 
 
-def _offline_message(key: str, e: dict, folder: str, model: Optional[str], reason: str) -> str:
-    what = e.get("file") or os.path.basename(e.get("url") or key)
-    where = e.get("url") or f"{os.path.dirname(what) or what}.tar.gz (jetson-inference's download-models tool)"
+def _offline_message(key: str, e: dict, folder: str, reason: str) -> str:
+    """What to fetch, and the exact path(s) to put it at, for a machine without internet access."""
+    url = e.get("url")
+    if e.get("format", "onnx") == "torchvision":
+        what = f"fetch {url} and put it at {_weights_path(e, folder)} (exported to ONNX on first use, needs " \
+               "actionnet[export])"
+    else:
+        file = e.get("file") or key
+        archive = f"{file.split('/')[0]}.tar.gz" if "/" in file else None
+        source = url or (f"{archive} (jetson-inference's tools/download-models.sh)" if archive else None)
+        if source is None:
+            what = "put the model at "
+        elif e.get("archive") and archive:
+            what = f"fetch {source}, extract it and put {file} at "
+        else:
+            what = f"fetch {source} and put the model at "
+        places = candidates(key, e, folder)
+        what += " or ".join(places)
     return (f"network {key} is not in the local cache and could not be downloaded ({reason}). "
-            f"Fetch {where} on a machine with internet access and put {what} "
-            f"{'(extracted) ' if e.get('archive') else ''}under {folder} (set ACTIONNET_HOME to move the cache), "
+            f"On a machine with internet access, {what} (set ACTIONNET_HOME to move the cache), "
             f"or pass --model FILE --labels FILE")

@@ -30,7 +30,7 @@ import numpy as np
 def make_video(path: str, frames: int, w: int, h: int) -> None:
     import cv2
 
-    from actionnet.sinks import VideoFileSink
+    from actionnet.outputs import VideoFileSink
 
     rng = np.random.default_rng(0)
     base = cv2.resize(rng.integers(0, 255, (h // 16, w // 16, 3), dtype=np.uint8), (w, h))

@@ -88,9 +88,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from actionnet import ActionNet
     from actionnet.export.torchvision_models import build, export_torchvision, spec_from_weights
-    from actionnet.overlay import Overlay
     from actionnet.pipeline import run
-    from actionnet.sinks import VideoFileSink
+    from actionnet.outputs import VideoFileSink
     from actionnet.sources import open_source
 
     tmp = tempfile.mkdtemp(prefix="bench-runtime-")
@@ -149,7 +148,7 @@ def main() -> int:
         n = ActionNet(model=onnx_path, threads=args.threads, skip_frames=1)
         src = open_source(video)
         sink = VideoFileSink(os.path.join(tmp, "out.mp4"), src.rate)
-        stats = run(src, n, video=sink, overlay=Overlay())
+        stats = run(src, n, output=sink)
         src.close()
         for stage in ("decode", "prepare", "infer", "draw", "encode"):
             costs[stage].append(stats.timer.total.get(stage, 0.0) / stats.frames * 1e3)

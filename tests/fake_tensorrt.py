@@ -1,271 +1,413 @@
-"""A fake ``tensorrt`` module, for control flow only: it records what the builder is asked for
-(profile shapes, flags, DLA, workspace, timing cache) in the "plan" it returns, and its runtime
-executes that plan with ONNX Runtime on the ONNX it came from, through fake device memory
-(:class:`FakeCuda`). It proves the code around TensorRT passes the right shapes, buffers and
-addresses; it proves nothing about TensorRT itself.
+"""Version-faithful stand-ins for ``tensorrt``, ``pycuda.driver`` and ``cuda.bindings.runtime``.
+
+``load("8.6" | "10.3" | "11")`` returns a fake ``tensorrt`` module that exposes exactly the
+names the real binding of that version has (tests/api_profiles/, written by
+scripts/api_profiles.py from the real wheels): module names, class members, enum members, and
+the keyword names of each method. A call the version lacks raises AttributeError (or TypeError
+for a keyword it does not take), as the real binding would. Behaviour the code relies on is
+modelled where TensorRT documents it: 8.x's ONNX parser wants an EXPLICIT_BATCH network, a
+strongly typed network refuses precision builder flags.
+
+The builder records what it was asked for (flags, profiles, DLA, the parsed graph's own types:
+``fp16`` weights, QDQ nodes) in the "plan", with the ONNX bytes it parsed; the runtime executes
+that plan with ONNX Runtime through fake device memory, so buffer sizes, shapes and tensor
+addresses are exercised. It proves nothing about TensorRT's kernels.
+
+``pycuda_modules()`` and ``cuda_python_modules("12" | "13")`` give ``sys.modules`` entries for
+fake CUDA libraries restricted the same way (pycuda from its sources, cuda-python from its
+wheels), backed by the same fake device memory; ``FakeCuda`` stands in for the helper object
+of actionnet.engines.cuda where a test does not care which library is behind it.
 """
 
 from __future__ import annotations
 
+import base64
+import ctypes
 import enum
+import functools
 import json
+import os
 import types
 
 import numpy as np
 
-__version__ = "10.3.0"
+PROFILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "api_profiles")
+TRT_VERSIONS = ("8.6", "10.3", "11")
 
 # device memory: pointer -> uint8 array
 MEMORY = {}
 _next_ptr = [0x1000]
+STATS = {"builds": 0}
 
 
-class Logger:
-    WARNING = 2
-
-    def __init__(self, level=None):
-        self.level = level
-
-
-class LayerType(enum.Enum):
-    CONVOLUTION = 1
-    QUANTIZE = 2
-    DEQUANTIZE = 3
+@functools.lru_cache(maxsize=None)
+def profile(name: str) -> dict:
+    with open(os.path.join(PROFILES, name + ".json")) as f:
+        return json.load(f)
 
 
-class NetworkDefinitionCreationFlag(enum.IntEnum):
-    EXPLICIT_BATCH = 0
+def _device_alloc(nbytes):
+    ptr = _next_ptr[0]
+    _next_ptr[0] += nbytes + 256
+    MEMORY[ptr] = np.zeros(max(1, nbytes), np.uint8)
+    return ptr
 
 
-class MemoryPoolType(enum.Enum):
-    WORKSPACE = 0
+# -- the guard --------------------------------------------------------------------------------
+
+class _Api:
+    """Base of every fake TensorRT object: public names outside the version's profile do not exist."""
+
+    _names: dict = {}
+    _real = "?"
+    _version = "?"
+
+    def __getattribute__(self, name):
+        if name.startswith("_"):
+            return object.__getattribute__(self, name)
+        cls = type(self)
+        if name not in cls._names:
+            raise AttributeError(f"'tensorrt.{cls._real}' object has no attribute '{name}' (TensorRT {cls._version})")
+        value = object.__getattribute__(self, name)
+        params = cls._names[name]
+        if params is not None and callable(value):
+            return _keywords(value, params, f"{cls._real}.{name}", cls._version)
+        return value
+
+    def __setattr__(self, name, value):
+        if not name.startswith("_") and name not in type(self)._names:
+            raise AttributeError(f"'tensorrt.{type(self)._real}' object has no attribute '{name}' "
+                                 f"(TensorRT {type(self)._version})")
+        object.__setattr__(self, name, value)
 
 
-class BuilderFlag(enum.Enum):
-    FP16 = 0
-    INT8 = 1
-    GPU_FALLBACK = 2
+def _keywords(fn, params, what, version):
+    @functools.wraps(fn)
+    def call(*args, **kw):
+        bad = [k for k in kw if k not in params]
+        if bad:
+            raise TypeError(f"{what}() got unexpected keyword {bad[0]!r} (TensorRT {version} takes {params})")
+        return fn(*args, **kw)
+
+    return call
 
 
-class DeviceType(enum.Enum):
-    GPU = 0
-    DLA = 1
+# -- implementations (every public name is checked against the profile at use) --------------
+
+def _graph_types(data: bytes):
+    """What the parsed ONNX itself carries: float16 weights, QDQ nodes."""
+    import onnx
+
+    m = onnx.load_from_string(data)
+    fp16 = any(t.data_type == onnx.TensorProto.FLOAT16 for t in m.graph.initializer)
+    qdq = any(n.op_type == "QuantizeLinear" for n in m.graph.node)
+    return m, ("qdq" if qdq else "fp16" if fp16 else "fp32")
 
 
-class TensorIOMode(enum.Enum):
-    NONE = 0
-    INPUT = 1
-    OUTPUT = 2
+class Logger(_Api):
+    _real = "Logger"
+    VERBOSE, INFO, WARNING, ERROR, INTERNAL_ERROR = 4, 3, 2, 1, 0
+
+    def __init__(self, min_severity=None):
+        self.min_severity = min_severity
 
 
-class DataType(enum.Enum):
-    FLOAT = 0
-    HALF = 1
-    INT8 = 2
-    UINT8 = 3
+class INetworkDefinition(_Api):
+    _real = "INetworkDefinition"
 
-
-_NP = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT8: np.int8, DataType.UINT8: np.uint8}
-_FROM_ORT = {"tensor(float)": DataType.FLOAT, "tensor(uint8)": DataType.UINT8, "tensor(float16)": DataType.HALF}
-
-
-def nptype(dtype):
-    return _NP[dtype]
-
-
-class _Network:
-    def __init__(self):
-        self.inputs, self.layers, self.path = [], [], None
+    def __init__(self, flags):
+        self._flags, self._inputs, self._onnx, self._graph = flags, [], None, None
 
     @property
     def num_inputs(self):
-        return len(self.inputs)
+        return len(self._inputs)
 
-    def get_input(self, i):
-        return self.inputs[i]
+    def get_input(self, index):
+        return self._inputs[index]
+
+
+class ITensor(_Api):
+    _real = "ITensor"
+
+    def __init__(self, name, shape):
+        self._name, self._shape = name, tuple(shape)
 
     @property
-    def num_layers(self):
-        return len(self.layers)
+    def name(self):
+        return self._name
 
-    def get_layer(self, i):
-        return self.layers[i]
+    @property
+    def shape(self):
+        return self._shape
 
 
-class OnnxParser:
+class OnnxParser(_Api):
+    _real = "OnnxParser"
+
     def __init__(self, network, logger):
-        self.network, self.errors = network, []
+        self._network, self._errors = network, []
 
-    def parse_from_file(self, path):
-        import onnx
-
-        try:
-            m = onnx.load(path)
-        except Exception as e:
-            self.errors.append(f"cannot parse: {e}")
+    def parse_from_file(self, model):
+        net, m = self._network, self._m
+        if m._major < 10 and not net._flags & (1 << int(m.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)):
+            self._errors.append("ModelImporter: the ONNX parser only supports networks with an explicit batch dimension")
             return False
-        self.network.path = path
-        for i in m.graph.input:
+        try:
+            with open(model, "rb") as f:
+                data = f.read()
+            onnx_model, graph = _graph_types(data)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is a parse error
+            self._errors.append(f"cannot parse: {e}")
+            return False
+        net._onnx, net._graph = data, graph
+        for i in onnx_model.graph.input:
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim]
-            self.network.inputs.append(types.SimpleNamespace(name=i.name, shape=tuple(dims)))
-        for n in m.graph.node:
-            kind = {"QuantizeLinear": LayerType.QUANTIZE, "DequantizeLinear": LayerType.DEQUANTIZE}.get(
-                n.op_type, LayerType.CONVOLUTION)
-            self.network.layers.append(types.SimpleNamespace(type=kind, name=n.name))
+            net._inputs.append(self._m.ITensor(i.name, dims))
         return True
 
     @property
     def num_errors(self):
-        return len(self.errors)
+        return len(self._errors)
 
-    def get_error(self, i):
-        return self.errors[i]
+    def get_error(self, index):
+        return self._errors[index]
 
 
-class _Profile:
+class IOptimizationProfile(_Api):
+    _real = "IOptimizationProfile"
+
     def __init__(self):
-        self.shapes = {}
+        self._shapes = {}
 
-    def set_shape(self, name, lo, opt, hi):
-        self.shapes[name] = [list(lo), list(opt), list(hi)]
+    def set_shape(self, input, min, opt, max):  # noqa: A002 - TensorRT's parameter names
+        self._shapes[input] = [list(min), list(opt), list(max)]
 
 
-class _TimingCache:
+class ITimingCache(_Api):
+    _real = "ITimingCache"
+
     def __init__(self, data):
-        self.data = bytes(data) + b"+"  # grows by one entry per build
+        self._data = bytes(data) + b"+"  # grows by one entry per build
 
     def serialize(self):
-        return self.data
+        return self._data
 
 
-class _Config:
+class IBuilderConfig(_Api):
+    _real = "IBuilderConfig"
+
     def __init__(self):
-        self.flags, self.profiles, self.pool = set(), [], {}
-        self.default_device_type, self.DLA_core, self.cache = DeviceType.GPU, -1, None
+        object.__setattr__(self, "_flags", set())
+        self._profiles, self._pool, self._cache = [], {}, None
+        object.__setattr__(self, "_device", "GPU")
+        object.__setattr__(self, "_dla", -1)
 
-    def set_memory_pool_limit(self, pool, size):
-        self.pool[pool.name] = size
+    def set_memory_pool_limit(self, pool, pool_size):
+        self._pool[pool.name] = pool_size
 
     def set_flag(self, flag):
-        self.flags.add(flag)
+        self._flags.add(flag.name)
 
-    def add_optimization_profile(self, p):
-        self.profiles.append(p)
-        return len(self.profiles) - 1
+    def add_optimization_profile(self, profile):
+        self._profiles.append(profile)
+        return len(self._profiles) - 1
 
-    def create_timing_cache(self, data):
-        return _TimingCache(data)
+    def create_timing_cache(self, serialized_timing_cache):
+        return self._m.ITimingCache(serialized_timing_cache)
 
     def set_timing_cache(self, cache, ignore_mismatch):
-        self.cache = cache
+        self._cache = cache
         return True
 
     def get_timing_cache(self):
-        return self.cache
+        return self._cache
+
+    @property
+    def default_device_type(self):
+        return self._device
+
+    @default_device_type.setter
+    def default_device_type(self, value):
+        object.__setattr__(self, "_device", value.name)
+
+    @property
+    def DLA_core(self):  # noqa: N802 - TensorRT's name
+        return self._dla
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        object.__setattr__(self, "_dla", int(value))
 
 
-class Builder:
-    builds = 0  # class-level count, for cache tests
+class Builder(_Api):
+    _real = "Builder"
 
     def __init__(self, logger):
-        pass
+        self._logger = logger
 
     def create_network(self, flags=0):
-        net = _Network()
-        net.flags = flags
-        return net
+        return self._m.INetworkDefinition(int(flags))
 
     def create_builder_config(self):
-        return _Config()
+        return self._m.IBuilderConfig()
 
     def create_optimization_profile(self):
-        return _Profile()
+        return self._m.IOptimizationProfile()
 
     def build_serialized_network(self, network, config):
-        Builder.builds += 1
-        plan = {"onnx": network.path, "network_flags": network.flags, "flags": sorted(f.name for f in config.flags),
-                "profiles": [p.shapes for p in config.profiles], "workspace": config.pool.get("WORKSPACE"),
-                "device": config.default_device_type.name, "dla_core": config.DLA_core,
-                "timing_cache": config.cache.data.decode()}
+        m = self._m
+        names = {int(v): k for k, v in m.NetworkDefinitionCreationFlag.__members__.items()}
+        net_flags = sorted(names[b] for b in names if network._flags & (1 << b))
+        if "STRONGLY_TYPED" in net_flags and config._flags & {"FP16", "INT8", "BF16", "FP8"}:
+            return None  # TensorRT: precision builder flags are not allowed on a strongly typed network
+        STATS["builds"] += 1
+        plan = {"onnx": base64.b64encode(network._onnx).decode(), "graph": network._graph,
+                "network_flags": net_flags, "flags": sorted(config._flags),
+                "profiles": [p._shapes for p in config._profiles], "workspace": config._pool.get("WORKSPACE"),
+                "device": config._device, "dla_core": config._dla, "timing_cache": config._cache._data.decode(),
+                "trt": m.__version__}
         return json.dumps(plan).encode()
 
 
-class _Context:
+class IExecutionContext(_Api):
+    _real = "IExecutionContext"
+
     def __init__(self, engine):
-        self.engine, self.shapes, self.addr = engine, {}, {}
+        self._engine, self._shapes, self._addr = engine, {}, {}
 
     def set_input_shape(self, name, shape):
-        self.shapes[name] = tuple(shape)
+        self._shapes[name] = tuple(int(d) for d in shape)
         return True
 
     def get_tensor_shape(self, name):
-        if name in self.shapes:
-            return self.shapes[name]
-        n = self.shapes[self.engine.input_name][0]
-        return (n,) + tuple(self.engine.out_shapes[name][1:])
+        e = self._engine
+        if name in self._shapes:
+            return self._shapes[name]
+        n = self._shapes[e._inputs[0]][0]
+        return tuple(n if d < 0 else d for d in e._shapes[name])
 
-    def set_tensor_address(self, name, ptr):
-        self.addr[name] = ptr
+    def set_tensor_address(self, name, memory):
+        self._addr[name] = memory
         return True
 
     def execute_async_v3(self, stream_handle):
-        e = self.engine
-        shape = self.shapes[e.input_name]
-        dt = np.dtype(nptype(e.dtypes[e.input_name]))
-        x = MEMORY[self.addr[e.input_name]][:int(np.prod(shape)) * dt.itemsize].view(dt).reshape(shape)
-        outs = e.session.run(None, {e.input_name: x})
-        for name, y in zip(e.output_names, outs):
+        e = self._engine
+        feeds = {}
+        for name in e._inputs:
+            shape, dt = self._shapes[name], np.dtype(e._np[name])
+            nbytes = int(np.prod(shape)) * dt.itemsize
+            feeds[name] = MEMORY[self._addr[name]][:nbytes].view(dt).reshape(shape)
+        for name, y in zip(e._outputs, e._session.run(e._outputs, feeds)):
             raw = np.ascontiguousarray(y).view(np.uint8).reshape(-1)
-            MEMORY[self.addr[name]][:raw.size] = raw
+            buf = MEMORY[self._addr[name]]
+            if raw.size > buf.size:
+                raise RuntimeError(f"output {name} needs {raw.size} bytes, its buffer has {buf.size}")
+            buf[:raw.size] = raw
         return True
 
 
-class _Engine:
+_FROM_ORT = {"tensor(float)": "FLOAT", "tensor(uint8)": "UINT8", "tensor(float16)": "HALF", "tensor(int8)": "INT8",
+             "tensor(int32)": "INT32", "tensor(int64)": "INT64", "tensor(bool)": "BOOL"}
+_NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "UINT8": np.uint8, "INT32": np.int32,
+       "INT64": np.int64, "BOOL": np.bool_}
+
+
+class ICudaEngine(_Api):
+    _real = "ICudaEngine"
+
     def __init__(self, plan):
         import onnxruntime
 
-        self.plan = plan
-        self.session = onnxruntime.InferenceSession(plan["onnx"], providers=["CPUExecutionProvider"])
-        i = self.session.get_inputs()[0]
-        self.input_name = i.name
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self.dtypes = {t.name: _FROM_ORT[t.type] for t in self.session.get_inputs() + self.session.get_outputs()}
-        self.out_shapes = {o.name: [d if isinstance(d, int) else -1 for d in o.shape] for o in self.session.get_outputs()}
-        self.in_shape = [d if isinstance(d, int) else -1 for d in i.shape]
+        self._plan = plan
+        self._session = onnxruntime.InferenceSession(base64.b64decode(plan["onnx"]), providers=["CPUExecutionProvider"])
+        ins, outs = self._session.get_inputs(), self._session.get_outputs()
+        self._inputs, self._outputs = [i.name for i in ins], [o.name for o in outs]
+        self._dtypes = {t.name: _FROM_ORT[t.type] for t in ins + outs}
+        self._np = {k: _NP[v] for k, v in self._dtypes.items()}
+        self._shapes = {t.name: [d if isinstance(d, int) else -1 for d in t.shape] for t in ins + outs}
 
     @property
     def num_io_tensors(self):
-        return 1 + len(self.output_names)
+        return len(self._inputs) + len(self._outputs)
 
-    def get_tensor_name(self, i):
-        return ([self.input_name] + self.output_names)[i]
+    def get_tensor_name(self, index):
+        return (self._inputs + self._outputs)[index]
 
     def get_tensor_mode(self, name):
-        return TensorIOMode.INPUT if name == self.input_name else TensorIOMode.OUTPUT
+        return self._m.TensorIOMode.INPUT if name in self._inputs else self._m.TensorIOMode.OUTPUT
 
     def get_tensor_shape(self, name):
-        return tuple(self.in_shape if name == self.input_name else self.out_shapes[name])
+        return tuple(self._shapes[name])
 
     def get_tensor_dtype(self, name):
-        return self.dtypes[name]
+        return getattr(self._m.DataType, self._dtypes[name])
 
-    def get_tensor_profile_shape(self, name, profile):
-        return [tuple(s) for s in self.plan["profiles"][profile][name]]
+    def get_tensor_profile_shape(self, name, profile_index):
+        return [tuple(s) for s in self._plan["profiles"][profile_index][name]]
 
-    def create_execution_context(self):
-        return _Context(self)
+    def create_execution_context(self, strategy=None):
+        return self._m.IExecutionContext(self)
 
 
-class Runtime:
+class Runtime(_Api):
+    _real = "Runtime"
+
     def __init__(self, logger):
-        self.DLA_core = -1
+        object.__setattr__(self, "_dla", -1)
 
-    def deserialize_cuda_engine(self, plan):
+    def deserialize_cuda_engine(self, serialized_engine):
         try:
-            return _Engine(json.loads(bytes(plan).decode()))
+            plan = json.loads(bytes(serialized_engine).decode())
         except ValueError:
             return None
+        if plan.get("trt") != self._m.__version__:
+            return None  # TensorRT refuses a plan from another version
+        return self._m.ICudaEngine(plan)
 
+    @property
+    def DLA_core(self):  # noqa: N802
+        return self._dla
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        object.__setattr__(self, "_dla", int(value))
+
+
+_CLASSES = (Logger, INetworkDefinition, ITensor, OnnxParser, IOptimizationProfile, ITimingCache, IBuilderConfig,
+            Builder, IExecutionContext, ICudaEngine, Runtime)
+_ENUMS = ("NetworkDefinitionCreationFlag", "BuilderFlag", "MemoryPoolType", "DeviceType", "TensorIOMode", "DataType")
+
+
+def load(version: str = "10.3") -> types.ModuleType:
+    """A fresh fake ``tensorrt`` module with exactly the names of TensorRT ``version``."""
+    prof = profile(f"tensorrt-{version}")
+    mod = types.ModuleType("tensorrt")
+    mod.__version__ = prof["version"]
+    mod.__file__ = __file__
+    mod._major = int(prof["version"].split(".")[0])
+    mod._profile = version
+    real_module = set(prof["module"])
+    for name in _ENUMS:
+        members = prof["classes"].get(name)
+        if members is not None:
+            setattr(mod, name, enum.IntEnum(name, {m: i for i, m in enumerate(sorted(members))}))
+    for impl in _CLASSES:
+        names = prof["classes"].get(impl._real)
+        if names is None:
+            continue
+        cls = type(impl._real, (impl,), {"_names": names, "_version": prof["version"], "_m": mod})
+        setattr(mod, impl._real, cls)
+    if "nptype" in real_module:
+        def nptype(trt_type):
+            return _NP[trt_type.name]
+        mod.nptype = nptype
+    for name in list(vars(mod)):  # nothing the real module lacks
+        if not name.startswith("_") and name not in real_module:
+            delattr(mod, name)
+    return mod
+
+
+# -- CUDA ------------------------------------------------------------------------------------
 
 class FakeCuda:
     """Stands in for actionnet.engines.cuda's pycuda/cuda-python helper."""
@@ -286,9 +428,7 @@ class FakeCuda:
         return np.zeros(shape, dtype)
 
     def malloc(self, nbytes):
-        ptr = _next_ptr[0]
-        _next_ptr[0] += nbytes + 256
-        MEMORY[ptr] = np.zeros(nbytes, np.uint8)
+        ptr = _device_alloc(nbytes)
         return MEMORY[ptr], ptr
 
     def stream(self):
@@ -307,3 +447,166 @@ class FakeCuda:
 
     def close(self):
         self.closed += 1
+
+
+GPU = ("NVIDIA H200 (fake)", 9, 0)
+CALLS = {"htod": 0, "dtoh": 0, "sync": 0, "live_device": 0, "live_host": 0, "live_streams": 0}
+
+
+def _restricted(name, allowed, attrs):
+    mod = types.ModuleType(name)
+    for k, v in attrs.items():
+        if k in allowed:
+            setattr(mod, k, v)
+    return mod
+
+
+def pycuda_modules() -> dict:
+    """``sys.modules`` entries for a fake pycuda whose names are pycuda's own (tests/api_profiles/pycuda.json)."""
+    allowed = set(profile("pycuda")["names"])
+
+    class _Guarded:
+        def __getattribute__(self, name):
+            if not name.startswith("_") and name not in allowed:
+                raise AttributeError(f"pycuda has no {name!r}")
+            return object.__getattribute__(self, name)
+
+    class Context(_Guarded):
+        def push(self):
+            pass
+
+        @staticmethod
+        def pop():
+            pass
+
+    class Device(_Guarded):
+        def __init__(self, ordinal):
+            self._ordinal = ordinal
+
+        @staticmethod
+        def count():
+            return 1
+
+        def name(self):
+            return GPU[0]
+
+        def compute_capability(self):
+            return GPU[1], GPU[2]
+
+        def retain_primary_context(self):
+            return Context()
+
+    class DeviceAllocation(_Guarded):
+        def __init__(self, n):
+            self._ptr = _device_alloc(n)
+            CALLS["live_device"] += 1
+
+        def __int__(self):
+            return self._ptr
+
+        def free(self):
+            CALLS["live_device"] -= 1
+
+    class Stream(_Guarded):
+        def __init__(self, flags=0):
+            self.handle = 99
+
+        def synchronize(self):
+            CALLS["sync"] += 1
+
+    def memcpy_htod_async(dest, src, stream=None):
+        raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
+        MEMORY[int(dest)][:raw.size] = raw
+        CALLS["htod"] += 1
+
+    def memcpy_dtoh_async(dest, src, stream=None):
+        flat = dest.reshape(-1).view(np.uint8)
+        flat[:] = MEMORY[int(src)][:flat.size]
+        CALLS["dtoh"] += 1
+
+    drv = _restricted("pycuda.driver", allowed, {
+        "init": lambda flags=0: None, "Device": Device, "Context": Context, "Stream": Stream,
+        "mem_alloc": DeviceAllocation, "pagelocked_empty": lambda shape, dtype, order="C", mem_flags=0: np.zeros(shape, dtype),
+        "memcpy_htod_async": memcpy_htod_async, "memcpy_dtoh_async": memcpy_dtoh_async})
+    pkg = types.ModuleType("pycuda")
+    pkg.__path__ = []
+    pkg.driver = drv
+    return {"pycuda": pkg, "pycuda.driver": drv}
+
+
+def cuda_python_modules(version: str = "13") -> dict:
+    """``sys.modules`` entries for a fake cuda-python 12 or 13 (``cuda.bindings.runtime``; 12 also
+    has the legacy ``cuda.cudart``) whose names are that wheel's own."""
+    prof = profile(f"cuda-python-{version}")
+    allowed = set(prof["module"])
+    host = {}
+
+    class cudaMemcpyKind(enum.IntEnum):  # noqa: N801 - CUDA's names
+        cudaMemcpyHostToHost = 0
+        cudaMemcpyHostToDevice = 1
+        cudaMemcpyDeviceToHost = 2
+
+    ok = 0
+
+    def cudaGetDeviceCount():  # noqa: N802
+        return ok, 1
+
+    def cudaGetDeviceProperties(device):  # noqa: N802
+        return ok, types.SimpleNamespace(name=GPU[0].encode() + b"\x00" * 8, major=GPU[1], minor=GPU[2])
+
+    def cudaMallocHost(size):  # noqa: N802
+        buf = ctypes.create_string_buffer(size)
+        host[ctypes.addressof(buf)] = buf
+        CALLS["live_host"] += 1
+        return ok, ctypes.addressof(buf)
+
+    def cudaFreeHost(ptr):  # noqa: N802
+        del host[int(ptr)]
+        CALLS["live_host"] -= 1
+        return (ok,)
+
+    def cudaMalloc(size):  # noqa: N802
+        CALLS["live_device"] += 1
+        return ok, _device_alloc(size)
+
+    def cudaFree(ptr):  # noqa: N802
+        CALLS["live_device"] -= 1
+        return (ok,)
+
+    def cudaStreamCreate():  # noqa: N802
+        CALLS["live_streams"] += 1
+        return ok, 77
+
+    def cudaStreamDestroy(stream):  # noqa: N802
+        CALLS["live_streams"] -= 1
+        return (ok,)
+
+    def cudaStreamSynchronize(stream):  # noqa: N802
+        CALLS["sync"] += 1
+        return (ok,)
+
+    def cudaMemcpyAsync(dst, src, count, kind, stream):  # noqa: N802
+        if kind == cudaMemcpyKind.cudaMemcpyHostToDevice:
+            MEMORY[int(dst)][:count] = np.frombuffer(ctypes.string_at(int(src), count), np.uint8)
+            CALLS["htod"] += 1
+        elif kind == cudaMemcpyKind.cudaMemcpyDeviceToHost:
+            ctypes.memmove(int(dst), MEMORY[int(src)].ctypes.data, count)
+            CALLS["dtoh"] += 1
+        else:
+            raise ValueError(kind)
+        return (ok,)
+
+    rt = _restricted("cuda.bindings.runtime", allowed, {k: v for k, v in locals().items() if k.startswith("cuda")})
+    bindings = types.ModuleType("cuda.bindings")
+    bindings.__path__ = []
+    bindings.runtime = rt
+    pkg = types.ModuleType("cuda")
+    pkg.__path__ = []
+    pkg.bindings = bindings
+    mods = {"cuda": pkg, "cuda.bindings": bindings, "cuda.bindings.runtime": rt}
+    if prof["legacy_cuda_cudart"]:
+        pkg.cudart = rt
+        mods["cuda.cudart"] = rt
+    else:
+        mods["cuda.cudart"] = None  # cuda-python 13 removed the legacy module
+    return mods

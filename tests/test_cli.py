@@ -12,7 +12,8 @@ from onnx_models import colour_model
 
 
 def events(path):
-    return [json.loads(line) for line in open(path)]
+    """The classification lines (segment, marker and summary lines are tested in test_segments.py)."""
+    return [e for e in map(json.loads, open(path)) if e.get("event") == "classification"]
 
 
 def frame_count(path):
@@ -201,3 +202,29 @@ def test_truncated_faststart_video_is_an_error_not_a_short_run(synthetic_model, 
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
     assert "truncated" in r.stderr.strip().splitlines()[-1] and "of 60 frames" in r.stderr, r.stderr
     assert not out.exists()
+
+
+def test_output_mistakes_are_found_before_the_model_loads(synthetic_video, tmp_path):
+    """The model named here does not exist: the output's mistake is what the user hears about."""
+    video = synthetic_video("red left slow")
+    r = run_cli("--model", tmp_path / "none.onnx", video, tmp_path / "out.xyz")
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1
+    assert "unknown video type .xyz" in r.stderr and ".mp4" in r.stderr and "out/%05d.jpg" in r.stderr
+    r = run_cli("--model", tmp_path / "none.onnx", video, tmp_path / "no" / "dir" / "out.mp4")
+    assert r.returncode != 0 and "does not exist" in r.stderr and "none.onnx" not in r.stderr
+    r = run_cli("--model", tmp_path / "none.onnx", "--events", tmp_path / "no" / "ev.jsonl", "--headless", video)
+    assert r.returncode != 0 and "cannot write events" in r.stderr and "none.onnx" not in r.stderr
+
+
+def test_headless_with_nothing_to_save_warns(synthetic_model, synthetic_video):
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--headless", synthetic_video("red left slow"))
+    assert r.returncode == 0, r.stderr
+    assert "--headless with neither an output nor --events: nothing will be saved" in r.stderr
+
+
+def test_help_shows_every_default():
+    from actionnet.cli import build_parser
+
+    missing = [a.option_strings[0] for a in build_parser()._actions
+               if a.option_strings and a.nargs != 0 and "default" not in (a.help or "")]
+    assert missing == []

@@ -25,8 +25,9 @@ def gst_rtsp():
 
 
 def read_lines(path):
+    """The classification events written so far."""
     try:
-        return [json.loads(line) for line in open(path).read().splitlines()]
+        return [e for e in map(json.loads, open(path).read().splitlines()) if e["event"] == "classification"]
     except FileNotFoundError:
         return []
 

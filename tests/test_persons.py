@@ -78,7 +78,7 @@ def test_track_timeout_frees_the_clip_buffer(tmp_path, synthetic_model):
     # the blue square leaves after 12 frames; the red one goes on alone
     solo, _ = squares_frames(MOVERS[:1], frames=30)
     with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
-                         track_timeout=5, log=None) as net:
+                         track_timeout=5 / 30, log=None) as net:  # 5 frames at 30 fps
         for i, f in enumerate(frames):
             net.update(f, i / 30)
         assert len(net.states) == 2 and not net._pool
@@ -121,7 +121,7 @@ def test_cli_persons_video_and_events(tmp_path, synthetic_model):
         by_track[e["track_id"]][e["label"]] += 1
     winners = sorted(c.most_common(1)[0][0] for c in by_track.values())
     assert winners == sorted(EXPECTED)
-    assert [e["event"] for e in events[-2:]] == ["segment", "segment"]  # closed at the end
+    assert [e["event"] for e in events[-3:]] == ["segment", "segment", "summary"]  # closed at the end
     from actionnet.sources import open_source
 
     with open_source(str(out)) as src:
@@ -181,12 +181,13 @@ def test_foreign_fixed_batch_models(tmp_path, batch):
 def test_reconnect_resets_tracks_without_reusing_ids(tmp_path, synthetic_model):
     """A live source that reconnects (its ``generation`` changes) starts fresh tracks and clips:
     open segments are closed, buffers pooled, and new ids never repeat old ones."""
-    from actionnet.persons import run_persons
-    from actionnet.sinks import EventSink
+    from actionnet.outputs import EventSink
+    from actionnet.pipeline import run
+    from actionnet.sources import Source
 
     frames, _ = squares_frames(MOVERS, frames=24)
 
-    class Flaky:
+    class Flaky(Source):
         generation = 0
         fps = 30.0
 
@@ -200,7 +201,7 @@ def test_reconnect_resets_tracks_without_reusing_ids(tmp_path, synthetic_model):
     ev = tmp_path / "ev.jsonl"
     with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
                          log=None) as net:
-        stats = run_persons(Flaky(), net, events=EventSink(str(ev)))
+        stats = run(Flaky(), net, events=EventSink(str(ev)))
     events = [json.loads(line) for line in ev.read_text().splitlines()]
     assert stats.frames == 24
     before = {e["track_id"] for e in events if e["event"] == "classification" and e["frame"] < 12}
@@ -212,11 +213,12 @@ def test_reconnect_resets_tracks_without_reusing_ids(tmp_path, synthetic_model):
 
 def test_events_reader_that_goes_away_stops_the_persons_run(tmp_path, synthetic_model):
     """As in whole-frame mode: when the reader of ``--events=-`` leaves, the run stops as on Ctrl-C."""
-    from actionnet.persons import run_persons
+    from actionnet.outputs import Events
+    from actionnet.pipeline import run
 
     frames, _ = squares_frames(MOVERS, frames=40)
 
-    class LeavingReader:  # an EventSink whose pipe broke on the first write
+    class LeavingReader(Events):  # an EventSink whose pipe broke on the first write
         stopped = False
         written = 0
 
@@ -231,6 +233,16 @@ def test_events_reader_that_goes_away_stops_the_persons_run(tmp_path, synthetic_
     events = LeavingReader()
     with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0,
                          log=None) as net:
-        stats = run_persons(((f, i / 30) for i, f in enumerate(frames)), net, events=events)
+        stats = run(((f, i / 30) for i, f in enumerate(frames)), net, events=events)
     assert events.written >= 1 and stats.stopped
     assert stats.frames < 40  # it stopped at the frame of the first event, not at the end
+
+
+def test_per_person_mode_draws_the_frame_rate(tmp_path, synthetic_model):
+    det = square_detector(tmp_path / "sq.onnx")
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, log=None) as net:
+        blank = np.zeros((240, 320, 3), np.uint8)
+        without = net.annotate(blank.copy(), None)
+        drawn = net.annotate(blank.copy(), 12.3)
+    assert not without.any()  # no person, no rate: nothing drawn
+    assert drawn[:40, :120].any()  # the rate, top left as in whole-frame mode

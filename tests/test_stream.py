@@ -267,7 +267,7 @@ def test_per_person_mode_keeps_one_state_per_track(exported, tmp_path):
     runs = {}
     for batch in (1, 8):  # one call per person vs both people in one call
         with PersonActionNet(str(exported["tsm-mobilenetv2"]), str(det), skip_frames=0, context=CONTEXT,
-                             threshold=0.0, max_batch=batch, track_timeout=3, engine="onnxruntime", log=None) as net:
+                             threshold=0.0, max_batch=batch, track_timeout=0.1, engine="onnxruntime", log=None) as net:
             events = []
             for i, f in enumerate(frames):
                 events += net.update(f, i / 30)

@@ -169,7 +169,7 @@ def evaluate(model, loader, device, num_classes: int, criterion, amp: bool = Fal
     return loss_sum / max(1, n), float(np.trace(conf)) / max(1, n), conf
 
 
-def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log=sys.stderr) -> Result:
+def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log=None) -> Result:
     """Train (or continue training) as ``cfg`` says; export and report at the end.
 
     ``stop_after`` ends the run after that epoch as a crash would (checkpoints written, nothing
@@ -177,12 +177,19 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     """
     from ..onnx_export import RawClipModel
 
+    log = log or sys.stderr  # looked up per call: a redirected stderr is honoured
     cfg.check()
-    os.makedirs(cfg.output, exist_ok=True)
+    if not resume and not cfg.weights:
+        warn_from_scratch(cfg.arch, log)
     ckpt = None
     last_path = os.path.join(cfg.output, "last.pt")
     if resume:
         ckpt = torch.load(last_path, map_location="cpu", weights_only=True)
+        done = finished(ckpt, cfg)
+        if done is not None:
+            print(f"actionnet-train: {done}", file=log)
+            return Result(cfg.output, ckpt["best_epoch"], ckpt["best_acc"], list(ckpt["history"]),
+                          onnx=os.path.join(cfg.output, "model.onnx"))
     ds = data_mod.load(cfg.data, cfg.train_list, cfg.val_list, cfg.labels, cfg.val_fraction, cfg.seed)
     for path, why in ds.skipped:
         print(f"actionnet-train: skipped unreadable video {path}: {why}", file=log)
@@ -230,6 +237,9 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
     train_keys = _Keys()
     train_loader = _loader(train_ds, cfg.batch_size, cfg.workers, train_keys)
     stopped = False
+    # only now: a run refused above (bad data, a checkpoint that does not fit) leaves no empty folder
+    os.makedirs(cfg.output, exist_ok=True)
+    last = ckpt
     for epoch in range(start, cfg.epochs + 1):
         g = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)
         train_keys.keys = train_ds.keys(epoch, torch.randperm(len(train_ds), generator=g).tolist())
@@ -265,16 +275,55 @@ def fit(cfg: Config, resume: bool = False, stop_after: Optional[int] = None, log
             _save({"model": net.state_dict(), "arch": cfg.arch, "labels": list(ds.labels),
                    "spec": spec.to_metadata(), "epoch": epoch, "val_acc": val_acc,
                    "confusion": conf.tolist()}, os.path.join(cfg.output, "best.pt"))
-        _save({"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-               "scaler": scaler.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
-               "history": history, "config": dataclasses.asdict(cfg), "labels": list(ds.labels)}, last_path)
+        last = {"model": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch, "best_acc": best_acc, "best_epoch": best_epoch,
+                "history": history, "config": dataclasses.asdict(cfg), "labels": list(ds.labels)}
+        _save(last, last_path)
         if stop_after is not None and epoch >= stop_after and epoch < cfg.epochs:
             stopped = True
             break
     result = Result(cfg.output, best_epoch, best_acc, history, stopped=stopped, skipped=ds.skipped)
     if not stopped:
         result.onnx = finish(cfg, ds, spec, net.cpu(), result, log)
+        # The optimizer state (twice the weights for AdamW) only serves a resume, and a finished
+        # run has nothing to resume: last.pt keeps the weights, the history and the settings.
+        _save({**{k: v for k, v in last.items() if k not in RESUME_ONLY}, "finished": True}, last_path)
     return result
+
+
+RESUME_ONLY = ("optimizer", "scheduler", "scaler")
+# networks above this many parameters are not worth training from random weights on a few
+# hundred clips; tiny3d (the synthetic-test network) is far below it
+SCRATCH_WARNING_PARAMS = 2_000_000
+
+
+def warn_from_scratch(arch: str, log) -> None:
+    """Say it at once, before the data are read: a large network from random weights on a small
+    data set mostly learns the data set by heart."""
+    from ..archs import parameters
+
+    try:
+        n = parameters(arch)
+    except ValueError:  # an unknown architecture: refused with its own message later
+        return
+    if n > SCRATCH_WARNING_PARAMS:
+        print(f"actionnet-train: warning: {arch} ({n / 1e6:.0f}M parameters) starts from random weights (no "
+              "--weights); a network this size needs a pretrained checkpoint to learn from a few hundred clips. "
+              "Pass --weights (e.g. r3d18_KM_200ep.pth for resnet-18, torchvision's weights for r3d_18)",
+              file=log)
+
+
+def finished(ckpt: dict, cfg: Config) -> Optional[str]:
+    """What to tell a ``--resume`` of a run that has nothing left to do, else None (it continues)."""
+    if not ckpt.get("finished"):
+        return None  # stopped or crashed (model.onnx not written yet): resume continues it
+    onnx_path = os.path.join(cfg.output, "model.onnx")
+    if cfg.epochs <= ckpt["epoch"]:
+        return (f"{cfg.output} finished all its {ckpt['epoch']} epochs already (best epoch {ckpt['best_epoch']}, "
+                f"val acc {ckpt['best_acc']:.3f}); nothing to resume. Its model: {onnx_path}")
+    raise UsageError(f"{cfg.output} finished its {ckpt['epoch']} epochs; a finished run keeps no optimizer state "
+                     f"to continue from. To train longer, start a new run from its weights: "
+                     f"--weights {os.path.join(cfg.output, 'best.pt')} --output NEW_FOLDER")
 
 
 def finish(cfg: Config, ds, spec: ModelSpec, net, result: Result, log) -> str:

@@ -34,19 +34,14 @@ MODES = ("linear", "last", "full")
 
 
 def head_prefix(arch: str) -> str:
-    if arch in RESNET3D_ARCHS or arch.startswith(("r3d", "mc3", "r2plus1d")):
-        return "fc."
-    if arch == "s3d":
-        return "classifier.1."
-    if arch.startswith("mvit"):
-        return "head.1."
-    if arch.startswith("swin3d"):
-        return "head."
-    if arch == TINY:
-        return "13."
     if arch in STREAM_ARCHS:
         return "classifier.1."
-    raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}")
+    from ..archs import head_prefix as prefix
+
+    try:
+        return prefix(arch)
+    except ValueError:
+        raise ModelError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHS)}") from None
 
 
 def last_stage_prefixes(model: nn.Module, arch: str) -> Tuple[str, ...]:
@@ -114,7 +109,9 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
         from ..tsm import remap_state_dict
 
         state = remap_state_dict(state, model)
-    load_strict(model, state, weights, what=arch, skip_prefix=head_prefix(arch))
+    from ..archs import ALL
+
+    load_strict(model, state, weights, what=arch, skip_prefix=head_prefix(arch), candidates=ALL)
 
 
 class Trainable:

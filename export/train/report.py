@@ -86,23 +86,33 @@ def draw_curves(history: List[dict], width: int = 480, height: int = 300) -> np.
     return np.concatenate(panels, axis=1)
 
 
+def value_range(values: np.ndarray, fixed=None):
+    """The value axis: ``fixed`` (accuracy's 0..1), else the data's span; a flat curve (one
+    epoch, or a loss that did not move) gets a span around its value instead of sitting on the
+    frame's edge."""
+    lo, hi = fixed or (float(values.min()), float(values.max()))
+    if hi - lo < 1e-9:
+        d = max(0.05, 0.1 * abs(lo))
+        lo, hi = lo - d, hi + d
+    return lo, hi
+
+
 def _chart(history, keys, title, width, height, fixed=None):
     img = np.full((height, width, 3), 255, np.uint8)
     left, right, top, bottom = 50, 15, 30, 35
+    pad = 10  # between the frame and the data: a value at an end of the axis is not drawn on the frame
     cv2.putText(img, title, (left, 20), FONT, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.rectangle(img, (left, top), (width - right, height - bottom), (0, 0, 0), 1)
     if not history:
         return img
     values = np.array([[h[k] for k in keys] for h in history], np.float64)
-    lo, hi = fixed or (float(values.min()), float(values.max()))
-    if hi - lo < 1e-9:
-        hi = lo + 1.0
+    lo, hi = value_range(values, fixed)
     epochs = [h["epoch"] for h in history]
     e0, e1 = epochs[0], max(epochs[-1], epochs[0] + 1)
 
     def pt(e, v):
-        x = left + (e - e0) / (e1 - e0) * (width - left - right)
-        y = height - bottom - (v - lo) / (hi - lo) * (height - top - bottom)
+        x = left + pad + (e - e0) / (e1 - e0) * (width - left - right - 2 * pad)
+        y = height - bottom - pad - (v - lo) / (hi - lo) * (height - top - bottom - 2 * pad)
         return int(round(x)), int(round(y))
 
     for v in (lo, hi):

@@ -7,6 +7,8 @@
 3. ONNX Runtime with its TensorRT or CUDA execution provider -> ONNX Runtime on the GPU;
 4. OpenVINO installed -> OpenVINO on the CPU (its INT8 kernels are the fast CPU path);
 5. otherwise ONNX Runtime on the CPU.
+
+A ``grpc://HOST:PORT/NAME`` address is a model on a Triton Inference Server (``triton``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Optional, Tuple
 from ..errors import UsageError
 from .base import PRECISIONS, Engine, TensorInfo
 
-ENGINES = ("auto", "tensorrt", "onnxruntime", "openvino")
+ENGINES = ("auto", "tensorrt", "onnxruntime", "openvino", "triton")
 
 
 def _tensorrt_present() -> bool:
@@ -35,7 +37,10 @@ def choose_engine(path: str) -> Tuple[str, str]:
     from . import openvino
     from .onnxruntime import available_providers
     from .tensorrt import is_engine_file
+    from .triton import is_server_url
 
+    if is_server_url(path):
+        return "triton", "a model on a Triton server"
     if is_engine_file(path):
         return "tensorrt", "a TensorRT engine file"
     if _tensorrt_present():
@@ -61,6 +66,17 @@ def open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, 
         engine, why = choose_engine(path)
         if log is not None:
             print(f"actionnet: engine auto -> {engine} ({why})", file=log)
+    from .triton import is_server_url
+
+    if engine == "triton" or is_server_url(path):
+        if not is_server_url(path):
+            raise UsageError(f"--engine triton runs models on a Triton server (--server URL --model NAME); "
+                             f"{path} is not one")
+        if engine != "triton":
+            raise UsageError(f"{path} is a model on a Triton server; run it with --engine triton (or auto)")
+        from .triton import TritonEngine
+
+        return TritonEngine(path, log=log)
     if engine == "tensorrt":
         from .tensorrt import TensorRtEngine
 

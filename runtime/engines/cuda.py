@@ -1,8 +1,10 @@
 """Device memory, pinned host memory and one stream, through pycuda or cuda-python.
 
 JetPack ships pycuda-friendly systems and NVIDIA's newer wheels ship cuda-python; the TensorRT
-backend needs only the handful of calls below, so it takes whichever is installed. Written
-against the documented APIs of both; not run on the machines this project is tested on (no GPU).
+backend needs only the handful of calls below, so it takes whichever is installed: pycuda, or
+cuda-python 12 (``cuda.bindings.runtime``, or the legacy ``cuda.cudart``) or 13 (only
+``cuda.bindings.runtime``). Every name used is checked against the real modules' names
+(tests/api_profiles/); not run on a GPU here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class _PyCuda:
         self.device = drv.Device(0)
         self.context = self.device.retain_primary_context()
         self.context.push()
+        self._allocs = []  # freed in close(), while the context is still current
 
     def device_info(self) -> Tuple[str, str]:
         major, minor = self.device.compute_capability()
@@ -41,6 +44,7 @@ class _PyCuda:
 
     def malloc(self, nbytes: int):
         mem = self.drv.mem_alloc(max(1, nbytes))
+        self._allocs.append(mem)
         return mem, int(mem)
 
     def stream(self):
@@ -57,7 +61,12 @@ class _PyCuda:
         stream.synchronize()
 
     def close(self):
-        self.context.pop()
+        for mem in self._allocs:
+            mem.free()
+        self._allocs = []
+        if self.context is not None:
+            self.context.pop()
+            self.context = None
 
 
 class _CudaPython:

@@ -6,7 +6,8 @@ with, and carries none of the model spec. So an actionnet engine file is::
     b"ACTNTRT1" | uint32 LE header length | header JSON (UTF-8) | TensorRT plan
 
 The JSON holds the ONNX model's metadata (the spec the runtime feeds it by), the TensorRT
-version, GPU name, compute capability, precision, profile (max batch), DLA core, the sha256 of
+version, GPU name, compute capability, precision and how it was obtained (strongly typed from
+the graph, or builder flags), profile (max batch), DLA core, the sha256 of
 the ONNX it came from and the plan's size and sha256, so that a truncated or corrupt file is
 detected before TensorRT sees it. Files are written to a temporary name in the same folder
 and renamed, so a reader never sees half an engine.
@@ -18,10 +19,10 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Dict, Optional, Tuple
 
+from .. import files
 from ..errors import ModelError
 
 MAGIC = b"ACTNTRT1"
@@ -46,6 +47,7 @@ class EngineHeader:
     max_batch: int = 1
     dla_core: Optional[int] = None
     inputs: Dict[str, list] = field(default_factory=dict)
+    precision_from: str = ""  # how the precision was obtained (runtime/engines/trt_build.py: build_recipe)
     plan_size: int = 0
     plan_sha256: str = ""
     format_version: int = FORMAT_VERSION
@@ -84,7 +86,7 @@ def write_engine(path: str, header: EngineHeader, plan: bytes) -> None:
     head = header.to_json()
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".engine-", suffix=".tmp", dir=folder)
+    fd, tmp = files.mkstemp(folder, prefix=".engine-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(MAGIC)

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import MissingLibraryError, ModelError
-from ..zoo import cache_dir as actionnet_home
+from ..home import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 
 _DTYPES = {

@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import MissingLibraryError, ModelError, UsageError
-from ..zoo import cache_dir as actionnet_home
+from ..home import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .onnxmeta import read_metadata
 

@@ -1,16 +1,17 @@
-"""Native TensorRT backend (TensorRT 10+): engine files with an actionnet header, or ONNX built
-and cached on first use.
+"""Native TensorRT backend (TensorRT 8.5/8.6, 10.x, 11.x): engine files with an actionnet header,
+or ONNX built and cached on first use.
 
-Hot path, per clip: one ``np.copyto`` into a pinned host buffer, one async upload, one
-``execute_async_v3`` and async downloads on one stream, one synchronize. Buffers are sized for
-the profile's max batch and allocated once; a model that takes raw frames gets its uint8 window
-uploaded as is (a quarter of the bytes of float32, no host arithmetic).
+Hot path, per call: per input one ``np.copyto`` into its pinned host buffer and one async upload,
+one ``execute_async_v3``, async downloads of the outputs asked for, one synchronize. Buffers are
+sized for the profile's max shapes and allocated once, for every input (clips, text embeddings,
+state tensors); a model that takes raw frames gets its uint8 window uploaded as is (a quarter of
+the bytes of float32, no host arithmetic).
 
 Before TensorRT sees a plan, its header is checked against this TensorRT version and this GPU
 (:func:`resolve_engine`): a mismatch or a corrupt file is rebuilt from the ONNX next to it, or
-fails with the exact command to rebuild. The TensorRT and CUDA calls are written against the
-documented APIs and not run here (no GPU on the build machines); the logic around them is tested
-with a fake ``tensorrt`` module (tests/fake_tensorrt.py).
+fails with the exact command to rebuild. The TensorRT and CUDA calls are checked against the
+names of the real bindings of each supported version (tests/api_profiles/) by version-faithful
+fakes; none has run on a GPU here.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from typing import Optional
 import numpy as np
 
 from ..errors import ModelError
-from ..zoo import cache_dir as actionnet_home
+from ..home import cache_dir as actionnet_home
 from .base import Engine, TensorInfo
 from .header import EngineFileError, read_engine, read_header
 from .onnxmeta import sha256_file
-from .trt_build import build_engine, import_tensorrt
+from .trt_build import build_engine, default_precision, import_tensorrt
 
 ENGINE_SUFFIXES = (".engine", ".trt", ".plan")
 
@@ -64,7 +65,9 @@ def resolve_engine(path: str, device_info, trt_version: str, precision: Optional
     """
     gpu, cc = device_info
     if not is_engine_file(path):
-        precision = precision or "fp32"
+        if not os.path.isfile(path):
+            raise ModelError(f"model file not found: {path}")
+        precision = precision or default_precision(path)
         sha = sha256_file(path)
         stem = os.path.splitext(os.path.basename(path))[0]
         cached = os.path.join(cache_dir(), f"{stem}-{sha[:12]}-{precision}-b{max_batch}.engine")
@@ -145,41 +148,43 @@ class TensorRtEngine(Engine):
             shape = tuple(int(d) if d >= 0 else None for d in self.engine.get_tensor_shape(name))
             (ins if self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append(
                 TensorInfo(name, shape, dtype))
-        if len(ins) != 1:
-            raise ModelError(f"engine {engine_path} has {len(ins)} inputs; one clip input expected")
-        # Buffers for the largest batch the profile allows, allocated once.
-        max_in = tuple(self.engine.get_tensor_profile_shape(ins[0].name, 0)[2])
-        self.context.set_input_shape(ins[0].name, max_in)
+        if not ins:
+            raise ModelError(f"engine {engine_path} has no inputs")
+        # Buffers for the largest shapes profile 0 allows, allocated once; every tensor bound once.
+        self._max = {}
+        for t in ins:
+            self._max[t.name] = tuple(int(d) for d in self.engine.get_tensor_profile_shape(t.name, 0)[2])
+            self.context.set_input_shape(t.name, self._max[t.name])
         self._host, self._dev = {}, {}
-        for t, shape in [(ins[0], max_in)] + [(o, tuple(self.context.get_tensor_shape(o.name))) for o in outs]:
+        for t in ins + outs:
+            shape = self._max[t.name] if t.name in self._max else tuple(self.context.get_tensor_shape(t.name))
             host = self.cuda.pinned(shape, t.dtype)
             mem, ptr = self.cuda.malloc(host.nbytes)
-            self._host[t.name], self._dev[t.name] = host, (mem, ptr)
+            self._host[t.name], self._dev[t.name] = host.reshape(-1), (mem, ptr)
             self.context.set_tensor_address(t.name, ptr)
-        self.max_batch = max_in[0]
-        super().__init__(engine_path, ins[0], tuple(outs), dict(header.metadata))
+        self.max_batch = self._max[ins[0].name][0] if self._max[ins[0].name] else 1
+        super().__init__(engine_path, tuple(ins), tuple(outs), dict(header.metadata))
 
     def _run(self, feeds, outputs):
-        if len(outputs) != 1:
-            raise ModelError("the TensorRT backend returns one output per call")
-        return [self._infer(feeds[self.input.name], outputs[0])]
-
-    def _infer(self, x: np.ndarray, output: str) -> np.ndarray:
-        n = x.shape[0]
-        if n > self.max_batch:
-            raise ModelError(f"batch {n} exceeds the engine's max batch {self.max_batch}; rebuild with --max-batch {n}")
-        name = self.input.name
-        host = self._host[name][:n]
-        np.copyto(host, x)
-        self.context.set_input_shape(name, x.shape)
-        self.cuda.htod(self._dev[name][1], host, self.stream)
-        self.context.execute_async_v3(self._stream_handle)
-        # every output stays bound (TensorRT writes them all); only the one asked for comes back
-        shape = tuple(self.context.get_tensor_shape(output))
-        view = self._host[output].reshape(-1)[:int(np.prod(shape))].reshape(shape)
-        self.cuda.dtoh(view, self._dev[output][1], self.stream)
-        self.cuda.sync(self.stream)
-        return view.copy()
+        ctx, cuda, stream = self.context, self.cuda, self.stream
+        for name, x in feeds.items():
+            if x.ndim and x.shape[0] > self._max[name][0]:
+                raise ModelError(f"batch {x.shape[0]} of {name!r} exceeds the engine's max batch {self._max[name][0]}; "
+                                 f"rebuild with --max-batch {x.shape[0]}")
+            host = self._host[name][:x.size].reshape(x.shape)
+            np.copyto(host, x)
+            ctx.set_input_shape(name, x.shape)
+            cuda.htod(self._dev[name][1], host, stream)
+        ctx.execute_async_v3(self._stream_handle)
+        # every output stays bound (TensorRT writes them all); only those asked for come back
+        views = []
+        for name in outputs:
+            shape = tuple(ctx.get_tensor_shape(name))
+            view = self._host[name][:int(np.prod(shape))].reshape(shape)
+            cuda.dtoh(view, self._dev[name][1], stream)
+            views.append(view)
+        cuda.sync(stream)
+        return [v.copy() for v in views]
 
     def close(self) -> None:
         self._host = self._dev = None  # views of pinned memory that cuda.close() frees

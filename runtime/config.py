@@ -1,0 +1,211 @@
+"""Typed options: what a classifier, per-person mode and a whole run are asked to do.
+
+The CLI turns its flags into a :class:`RunConfig`; the Python API builds the same
+:class:`ClassifierOptions` and :class:`PersonOptions` from keyword arguments. Each option is
+checked once, here, with the flag's name in the message, so the CLI and the API cannot drift
+apart. Units are the same on both sides: seconds for times (``track_timeout``,
+``reconnect_timeout``), frames for strides (``skip_frames``, ``cadence``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field, fields
+from typing import Optional, Sequence, Tuple
+
+from .errors import OutputError, UsageError
+
+CROP_MODES = ("anchored", "follow")
+DETECTOR_LAYOUTS = ("yolov5", "yolov8", "end2end")
+# what a video file output can be named (PyAV muxes them all; .avi gets MPEG-4 part 2)
+VIDEO_OUTPUT_EXTENSIONS = (".mp4", ".mkv", ".avi", ".flv", ".mov", ".m4v", ".webm", ".ts")
+
+
+def floats(n: int):
+    """An argparse type: ``n`` comma-separated numbers, as ``--mean 0.43,0.40,0.37``."""
+
+    def parse(s):
+        try:
+            v = tuple(float(x) for x in s.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}") from None
+        if len(v) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {s!r}")
+        return v
+
+    return parse
+
+
+@dataclass
+class ClassifierOptions:
+    """One action model and how its scores are read: the same for whole-frame and per-person mode."""
+
+    network: Optional[str] = "resnet-18"  # a zoo name; ignored when ``model`` is given
+    model: Optional[str] = None
+    labels: Optional[str] = None
+    input_blob: Optional[str] = None
+    output_blob: Optional[str] = None
+    engine: str = "auto"
+    precision: Optional[str] = None
+    threads: Optional[int] = None
+    threshold: float = 0.01
+    top_k: int = 5
+    skip_frames: Optional[int] = None  # None: the stride the model was trained at, else 1
+    cadence: int = 1
+    smoothing: float = 0.0
+    min_duration: float = 0.0  # seconds a new label must hold before it is reported (runtime/segments.py)
+    # preprocessing overrides (None: the model's own)
+    mean: Optional[Tuple[float, float, float]] = None
+    std: Optional[Tuple[float, float, float]] = None
+    value_scale: Optional[float] = None
+    color_order: Optional[str] = None
+    resize_mode: Optional[str] = None
+    output_kind: Optional[str] = None
+
+    def validate(self) -> "ClassifierOptions":
+        _range(self.threshold, 0.0, 1.0, "--threshold")
+        if self.skip_frames is not None and self.skip_frames < 0:
+            raise UsageError(f"--skip-frames must be >= 0, got {self.skip_frames}")
+        if self.cadence < 1:
+            raise UsageError(f"--cadence must be >= 1, got {self.cadence}")
+        if self.top_k < 1:
+            raise UsageError(f"--top-k must be >= 1, got {self.top_k}")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise UsageError(f"--smoothing must be in [0, 1), got {self.smoothing}")
+        if self.min_duration < 0:
+            raise UsageError(f"--min-duration must be >= 0 seconds, got {self.min_duration:g}")
+        if self.threads is not None and self.threads < 0:
+            raise UsageError(f"--threads must be >= 0 (0: all cores), got {self.threads}")
+        return self
+
+    def overrides(self) -> dict:
+        """The preprocessing fields a user set (the model's metadata gives the rest)."""
+        return dict(mean=self.mean, std=self.std, value_scale=self.value_scale, color_order=self.color_order,
+                    resize_mode=self.resize_mode, output_kind=self.output_kind)
+
+
+@dataclass
+class PersonOptions:
+    """Per-person mode: the detector, the tracker and the crops."""
+
+    detector: Optional[str] = None
+    person_conf: float = 0.25
+    nms_iou: float = 0.45
+    detector_classes: Sequence = ("person",)
+    detector_layout: Optional[str] = None
+    track_timeout: float = 1.0  # seconds a lost person is kept
+    context: float = 1.2
+    crop_mode: str = "anchored"
+    max_batch: int = 16
+
+    def validate(self) -> "PersonOptions":
+        if not self.detector:
+            raise UsageError("--persons needs --detector=FILE.onnx (a YOLO person detector; see actionnet-export yolo)")
+        _range(self.person_conf, 0.0, 1.0, "--person-conf")
+        if not 0.0 < self.nms_iou <= 1.0:
+            raise UsageError(f"--nms-iou must be in (0, 1], got {self.nms_iou}")
+        if self.detector_layout is not None and self.detector_layout not in DETECTOR_LAYOUTS:
+            raise UsageError(f"--detector-layout must be one of {', '.join(DETECTOR_LAYOUTS)}, "
+                             f"got {self.detector_layout!r}")
+        if self.track_timeout < 0:
+            raise UsageError(f"--track-timeout must be >= 0 seconds, got {self.track_timeout}")
+        if self.context < 1.0:
+            raise UsageError(f"--crop-context must be >= 1 (the crop holds the whole box), got {self.context}")
+        if self.crop_mode not in CROP_MODES:
+            raise UsageError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, got {self.crop_mode!r}")
+        if self.max_batch < 1:
+            raise UsageError(f"--max-batch must be >= 1, got {self.max_batch}")
+        return self
+
+
+@dataclass
+class SourceConfig:
+    """What a user may ask of a camera or stream (jetson-inference's ``--input-*`` names)."""
+
+    width: Optional[int] = None
+    height: Optional[int] = None
+    rate: Optional[float] = None
+    codec: Optional[str] = None
+    flip: int = 0
+    reconnect_timeout: float = 30.0  # seconds; 0 turns reconnecting off
+
+    def validate(self) -> "SourceConfig":
+        for flag, v in (("--input-width", self.width), ("--input-height", self.height), ("--input-rate", self.rate)):
+            if v is not None and v <= 0:
+                raise UsageError(f"{flag} must be positive, got {v:g}")
+        if self.reconnect_timeout < 0:
+            raise UsageError(f"--reconnect-timeout must be >= 0, got {self.reconnect_timeout:g}")
+        return self
+
+
+@dataclass
+class RunConfig:
+    """A whole ``actionnet`` run: where frames come from, what analyses them, where results go."""
+
+    input: str
+    output: Optional[str] = None  # None: a window unless headless
+    classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
+    persons: Optional[PersonOptions] = None  # per-person mode when set
+    source: SourceConfig = field(default_factory=SourceConfig)
+    events: Optional[str] = None  # a file, or "-" for stdout
+    headless: bool = False
+    progress: bool = True
+    timings: bool = False
+
+    @property
+    def output_uri(self) -> Optional[str]:
+        return self.output or (None if self.headless else "display://0")
+
+    def validate(self) -> "RunConfig":
+        """Every check that needs no model and no source, so a mistake costs no model load."""
+        self.classifier.validate()
+        self.source.validate()
+        if self.persons is not None:
+            self.persons.validate()
+        check_paths(self.input, self.output, self.events)
+        if self.output:
+            check_output(self.output)
+        return self
+
+
+def check_paths(input: str, output: Optional[str], events: Optional[str]) -> None:
+    """Refuse outputs that would overwrite the input or each other."""
+    if output and os.path.abspath(output) == os.path.abspath(input):
+        raise UsageError("output would overwrite the input; choose another output path")
+    if events and events != "-":
+        for what, path in (("input", input), ("output", output)):
+            if path and os.path.abspath(events) == os.path.abspath(path):
+                raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")
+        folder = os.path.dirname(os.path.abspath(events))
+        if not os.path.isdir(folder):
+            raise OutputError(f"cannot write events to {events}: folder {folder} does not exist")
+
+
+def check_output(uri: str) -> None:
+    """A file output's folder and extension, checked before anything is opened."""
+    from .sources import IMAGE_EXTENSIONS
+
+    if "://" in uri:
+        return  # display://, rtp://, rtsp://: checked when opened
+    path = os.path.abspath(uri)
+    folder, base = os.path.split(path)
+    ext = os.path.splitext(base)[1].lower()
+    if "%" in base and ext in IMAGE_EXTENSIONS:
+        return  # an image sequence makes its folder
+    if os.path.isdir(path):
+        raise OutputError(f"cannot write {uri}: it is a folder")
+    if ext not in VIDEO_OUTPUT_EXTENSIONS:
+        raise OutputError(f"output {uri}: unknown video type {ext or '(no extension)'}; name it "
+                          f"{', '.join(VIDEO_OUTPUT_EXTENSIONS)}, or out/%05d.jpg for images")
+    if not os.path.isdir(folder):
+        raise OutputError(f"cannot write {uri}: folder {folder} does not exist")
+
+
+def _range(v: float, lo: float, hi: float, flag: str) -> None:
+    if not lo <= v <= hi:
+        raise UsageError(f"{flag} must be between {lo:g} and {hi:g}, got {v}")
+
+
+def option_names(cls) -> Tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
