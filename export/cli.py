@@ -24,6 +24,7 @@ COMMANDS = {
     "verify": "verify",      # an engine vs its reference ONNX on clips
     "fp16": "fp16",          # FP32 ONNX -> FP16 ONNX for ONNX Runtime on GPUs
     "yolo": "yolo",          # an ultralytics YOLO detector -> self-describing ONNX (per-person mode)
+    "stream": "stream",      # a streaming model (MoViNet Stream, TSM online) -> ONNX with explicit state
     "selfcheck": "selfcheck",  # which GPU libraries are present; FP32/FP16/INT8 engines checked and timed
     "triton": "triton",      # models -> a Triton Inference Server model repository
     "xclip": "xclip",        # a Hugging Face X-CLIP model -> zero-shot ONNX (labels at run time)

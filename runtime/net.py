@@ -33,6 +33,7 @@ from .overlay import Overlay
 from .pipeline import Analyser, StageTimer
 from .scores import Classification
 from .segments import LabelTracker, SegmentSummary
+from .streaming import for_model as streaming_for
 
 
 class ActionNet(Analyser):
@@ -58,6 +59,9 @@ class ActionNet(Analyser):
         self.normalize = c.normalizer()
         self.scorer = c.scorer()
         self.overlay = Overlay()
+        # a streaming model (runtime/streaming.py): one state set for this stream, stepped on every stored frame
+        self.stream = streaming_for(self.engine, s)
+        self.state = self.stream.new_state() if self.stream is not None else None
         self.timer = StageTimer()
         self.last: Optional[Classification] = None
         self.frames = 0
@@ -113,11 +117,16 @@ class ActionNet(Analyser):
         self.prepare(frame, self.buffer.slot())
         self.buffer.commit()
         self.timer.add("prepare", _time.perf_counter() - t0)
+        out = None
+        if self.stream is not None:  # the state needs every stored frame, reported or not
+            out = self.infer_window(self.buffer.window())
         if not self.buffer.due():
             return None
         if time is None and self.label_tracker.min_duration > 0:
             raise UsageError("min_duration counts seconds: pass time= to update()/classify() or fps= to ActionNet")
-        c = self.last = self.classify_window(self.buffer.window(), index, time if time is not None else 0.0)
+        t = time if time is not None else 0.0
+        c = self.last = (self.scorer(out[0], index, t) if out is not None
+                         else self.classify_window(self.buffer.window(), index, t))
         self.classifications += 1
         self.events = self.label_tracker.update(c)
         ev = c.to_event()
@@ -129,7 +138,10 @@ class ActionNet(Analyser):
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
         t0 = _time.perf_counter()
         x = window[None] if self.normalize is None else self.normalize(window)
-        out = self.engine.infer(x, self.spec.output_name)
+        if self.stream is not None:
+            out = self.stream.step(x, [self.state])
+        else:
+            out = self.engine.infer(x, self.spec.output_name)
         self.timer.add("infer", _time.perf_counter() - t0)
         return out
 
@@ -141,6 +153,8 @@ class ActionNet(Analyser):
         """Forget the stream: an empty window, no smoothing history, no reported label, frame
         numbers from 0. The open segment's closing event is returned."""
         self.buffer.reset()
+        if self.state is not None:
+            self.state.reset()
         self.scorer.reset()
         self.last = None
         self.frames = 0

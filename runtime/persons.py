@@ -43,6 +43,8 @@ from .posture import posture
 from .scores import Classification, Scorer
 from .segments import LabelTracker, Segment, SegmentSummary  # noqa: F401 (Segment moved there)
 from .skeleton import draw_poses
+from .streaming import StreamState
+from .streaming import for_model as streaming_for
 from .tracker import ByteTracker, Track
 
 
@@ -60,6 +62,7 @@ class PersonState:
     seen: bool = False  # matched on the current frame
     keypoints: Optional[np.ndarray] = None  # [K, 3] frame pixels, from a pose detector; None otherwise
     posture: Optional[str] = None  # standing, sitting, lying (actionnet.posture), or None
+    stream: Optional[StreamState] = None  # a streaming model's state set for this person
 
     @property
     def segment(self) -> Optional[Segment]:
@@ -137,6 +140,7 @@ class PersonActionNet(Analyser):
         self.overlay = PersonOverlay()
         self.fps_overlay = Overlay()
         self.states: Dict[int, PersonState] = {}
+        self.stream = streaming_for(self.engine, s, self.max_batch)  # None for a clip model
         self._pool: List[FrameBuffer] = []
         self.timer = StageTimer()
         self.frames = 0
@@ -154,6 +158,8 @@ class PersonActionNet(Analyser):
             buf.reset()
             st = PersonState(track.id, buf, self.classifier.scorer(),
                              labels=LabelTracker(self.min_duration, track.id, self.segment_summary))
+            if self.stream is not None:
+                st.stream = self.stream.new_state()
             self.states[track.id] = st
         return st
 
@@ -163,6 +169,8 @@ class PersonActionNet(Analyser):
             return
         events += st.labels.close(reason)
         self._pool.append(st.buffer)  # freed for the next person: no growth on long streams
+        if st.stream is not None:
+            self.stream.release(st.stream)
 
     def _crop_box(self, st: PersonState, track: Track, shape):
         h, w = shape[:2]
@@ -220,7 +228,7 @@ class PersonActionNet(Analyser):
             x0, y0, side = st.crop
             self.prepare(frame[y0:y0 + side, x0:x0 + side], st.buffer.slot())
             st.buffer.commit()
-            if st.buffer.due():
+            if st.buffer.due() or self.stream is not None:  # a stream steps on every stored frame
                 due.append(st)
         t3 = clock()
         self.timer.add("crop", t3 - t2)
@@ -247,8 +255,13 @@ class PersonActionNet(Analyser):
                 full = self._batch if self.normalize is None else self.normalize.out
                 full[n:] = full[n - 1]
                 x = full
-            out = self.engine.infer(x, self.spec.output_name)
+            if self.stream is not None:
+                out = self.stream.step(x, [st.stream for st in chunk])
+            else:
+                out = self.engine.infer(x, self.spec.output_name)
             for j, st in enumerate(chunk):
+                if self.stream is not None and not st.buffer.due():
+                    continue  # stepped, not reported (--cadence)
                 c = st.scorer(out[j], index, time)
                 st.last = c
                 self.classifications += 1

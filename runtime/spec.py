@@ -16,6 +16,48 @@ from typing import Mapping, Optional, Sequence, Tuple
 
 from .errors import LabelError, ModelError
 
+STATE_INITS = ("zeros", "values")
+STATE_DTYPES = ("float32", "float16", "int64", "int32", "uint8")
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One state tensor of a streaming model: fed as input ``name``, returned as output ``output``.
+
+    ``shape`` leaves out the batch axis (one row per stream or tracked person). ``init`` says
+    how a new stream starts: ``zeros``, or ``values``: the bytes in ``values`` (base64, the
+    dtype's little-endian layout, one row), for states whose start is not zero.
+    """
+
+    name: str
+    output: str
+    shape: Tuple[int, ...]
+    dtype: str = "float32"
+    init: str = "zeros"
+    values: str = ""
+
+    def __post_init__(self):
+        if self.init not in STATE_INITS:
+            raise ModelError(f"invalid model spec: state {self.name!r} init must be one of {STATE_INITS}, got {self.init!r}")
+        if self.dtype not in STATE_DTYPES:
+            raise ModelError(f"invalid model spec: state {self.name!r} dtype must be one of {STATE_DTYPES}, got {self.dtype!r}")
+        if not all(isinstance(d, int) and d >= 1 for d in self.shape):
+            raise ModelError(f"invalid model spec: state {self.name!r} needs a fixed positive shape, got {list(self.shape)}")
+        if self.init == "values" and not self.values:
+            raise ModelError(f"invalid model spec: state {self.name!r} starts from stored values but carries none")
+        object.__setattr__(self, "shape", tuple(self.shape))
+
+    def to_json(self) -> dict:
+        d = dict(name=self.name, output=self.output, shape=list(self.shape), dtype=self.dtype, init=self.init)
+        if self.init == "values":
+            d["values"] = self.values
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> "StateSpec":
+        return cls(name=d["name"], output=d["output"], shape=tuple(d["shape"]), dtype=d.get("dtype", "float32"),
+                   init=d.get("init", "zeros"), values=d.get("values", ""))
+
 PREFIX = "actionnet."
 SPEC_VERSION = "1"
 
@@ -77,6 +119,10 @@ class ModelSpec:
     text_input: str = ""
     text_encoder: str = ""
     embed_dim: Optional[int] = None
+    # Streaming models (``frames, *state -> scores, *state'``): their state tensors. Empty for
+    # clip models. For a streaming model ``clip_length`` is the number of frames per step (1
+    # for MoViNet Stream and TSM online) and ``skip_frames`` the stride the state expects.
+    states: Tuple[StateSpec, ...] = ()
     # Names of the fields that came from defaults rather than the model or the user.
     assumed: Tuple[str, ...] = field(default=(), compare=False)
 
@@ -99,12 +145,20 @@ class ModelSpec:
         check(not self.zero_shot or (self.text_encoder and self.embed_dim),
               "a zero-shot model needs its text encoder file and embedding size")
         check(self.skip_frames is None or self.skip_frames >= 0, f"skip frames must be >= 0, got {self.skip_frames}")
+        names = [st.name for st in self.states] + [st.output for st in self.states]
+        check(len(set(names)) == len(names) and self.input_name not in names and self.output_name not in names,
+              "state input and output names must be unique and differ from the frame input and the scores")
         if not self.resize_size:
             object.__setattr__(self, "resize_size", _default_resize_size(self.resize_mode, self.height, self.width))
 
     @property
     def num_classes(self) -> int:
         return len(self.labels)
+
+    @property
+    def streaming(self) -> bool:
+        """True for a model that carries state from step to step instead of seeing whole clips."""
+        return bool(self.states)
 
     @property
     def raw_input(self) -> bool:
@@ -122,9 +176,12 @@ class ModelSpec:
     # -- ONNX metadata_props round trip -------------------------------------------------
     def to_metadata(self) -> dict:
         """String key/value pairs for ONNX ``metadata_props`` (and TensorRT engine headers)."""
-        d = dataclasses.asdict(self)
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d.pop("assumed")
+        states = d.pop("states")
         out = {PREFIX + "spec_version": SPEC_VERSION}
+        if states:
+            out[PREFIX + "states"] = json.dumps([st.to_json() for st in states])
         for k, v in d.items():
             if v is None or v == "":
                 continue
@@ -143,7 +200,9 @@ class ModelSpec:
                 if key not in props or f.name == "assumed":
                     continue
                 raw = props[key]
-                if f.name in ("labels", "resize_size", "mean", "std"):
+                if f.name == "states":
+                    kw["states"] = tuple(StateSpec.from_json(x) for x in json.loads(raw))
+                elif f.name in ("labels", "resize_size", "mean", "std"):
                     kw[f.name] = tuple(json.loads(raw))
                 elif f.name in ("clip_length", "height", "width", "skip_frames", "embed_dim"):
                     kw[f.name] = int(raw)
@@ -152,7 +211,7 @@ class ModelSpec:
                 else:
                     kw[f.name] = raw
             return cls(**kw)
-        except (ValueError, TypeError) as e:  # json errors are ValueErrors
+        except (ValueError, TypeError, KeyError) as e:  # json errors are ValueErrors
             raise ModelError(f"model metadata is corrupt ({type(e).__name__}: {e})") from None
 
 

@@ -80,7 +80,7 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     e = m[key]
     folder = os.path.join(cache or cache_dir(), key)
     fmt = e.get("format", "onnx")
-    if fmt not in ("onnx", "torchvision", "xclip"):
+    if fmt not in ("onnx", "torchvision", "xclip", "stream"):
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
     model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
     if model is None and fmt == "torchvision":
@@ -99,7 +99,9 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
         if fmt == "xclip":  # a Hub repository, exported once (zero-shot, labels at run time)
             _export_xclip(key, e, folder, candidates(key, e, folder)[0], log)
         else:
-            fetch(key, e, folder, log)
+            payload = fetch(key, e, folder, log)
+            if fmt == "stream":
+                _export_stream(key, e, payload, candidates(key, e, folder)[0], log)
         model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
         if model is None:
             raise ZooError(f"network {key}: the download did not contain {e.get('file')}")
@@ -116,7 +118,7 @@ def candidates(key: str, e: dict, folder: str) -> List[str]:
     An archive's model sits in the archive's own folder (``resnet-18/Action-ResNet18/x.onnx``);
     a user who copies just the file into the network's folder (``resnet-18/x.onnx``) meant the
     same thing, so both are accepted. A torchvision network's model is its exported ONNX."""
-    if e.get("format", "onnx") in ("torchvision", "xclip"):
+    if e.get("format", "onnx") in ("torchvision", "xclip", "stream"):
         return [os.path.join(folder, f"{key}.onnx")]
     nested = os.path.join(folder, *e["file"].split("/"))
     flat = os.path.join(folder, os.path.basename(e["file"]))
@@ -231,6 +233,17 @@ def _export_xclip(key: str, e: dict, folder: str, out: str, log) -> None:
     print(f"actionnet: exporting {key} to {out} (once)", file=log)
     export_xclip(hf, out, log=log)
 
+def _export_stream(key: str, e: dict, weights: str, out: str, log) -> None:
+    """A streaming model's weights (MoViNet-pytorch's stream state dicts) -> ONNX with its state
+    contract, once, with the export stage's stepped parity check."""
+    try:
+        from actionnet.export.stream import export_stream
+    except ImportError:
+        raise ZooError(f"network {key} is a PyTorch checkpoint and needs the export stage once: "
+                       f"pip install 'actionnet[export]', or run actionnet-export stream --arch {e['arch']} "
+                       f"--weights {weights} --output {key}.onnx elsewhere and pass --model {key}.onnx") from None
+    print(f"actionnet: exporting {key} to {out} (once)", file=log)
+    export_stream(e["arch"], weights, out, labels=labels_file(e), size=e.get("size"), log=log)
 
 
 def _offline_message(key: str, e: dict, folder: str, reason: str) -> str:

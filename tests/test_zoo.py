@@ -201,6 +201,10 @@ def test_shipped_manifest_is_consistent():
         if e["format"] == "torchvision":
             # torchvision names its files <arch>-<first 8 hex of sha256>.pth
             assert e["url"].rsplit("-", 1)[-1] == e["sha256_prefix"] + ".pth", name
+        elif e["format"] == "stream":  # a streaming model's state dict, exported on first use
+            from actionnet.export.stream import archs
+
+            assert e["arch"] in archs() and e["url"].startswith("https://"), name
         else:
             assert e["file"].endswith(".onnx") and e["input_blob"] == "0" and e["output_blob"] == "198"
     assert zoo.find("resnet18", m) == "resnet-18"

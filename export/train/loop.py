@@ -335,7 +335,18 @@ def finish(cfg: Config, ds, spec: ModelSpec, net, result: Result, log) -> str:
     best = torch.load(os.path.join(cfg.output, "best.pt"), map_location="cpu", weights_only=True)
     net.load_state_dict(best["model"])
     onnx_path = os.path.join(cfg.output, "model.onnx")
-    parity = export_clip_model(net, spec, onnx_path, log=log)
+    from .models import STREAM_ARCHS
+
+    if cfg.arch in STREAM_ARCHS:  # trained on clips, deployed one frame at a time with its state
+        from ..stream import export_stream_model, stream_spec
+        from ..tsm import TSMMobileNetV2
+
+        stream = TSMMobileNetV2(len(ds.labels))
+        stream.load_state_dict(net.state_dict())
+        spec = stream_spec(cfg.arch, ds.labels, spec.height, cfg.skip_frames)
+        parity = export_stream_model(stream, spec, onnx_path, log=log)
+    else:
+        parity = export_clip_model(net, spec, onnx_path, log=log)
     with open(os.path.join(cfg.output, "labels.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(ds.labels) + "\n")
     write_report(os.path.join(cfg.output, "report"), ds, result, np.array(best["confusion"]), cfg, str(parity))

@@ -3,7 +3,8 @@ head sized for the user's labels, and which parameters train.
 
 Architectures: ``resnet-18``/``resnet-34`` (3D-ResNets-PyTorch checkpoints), torchvision's video
 models (``r3d_18``, ``mc3_18``, ``r2plus1d_18``, ``s3d``, ``mvit_*``, ``swin3d_*``), ig65m-pytorch's
-``r2plus1d_34``, ``tiny3d`` (the small synthetic-test network, for tests and trials), and 2D image
+``r2plus1d_34``, ``tsm-mobilenetv2`` (trained on clips, deployed as a streaming model: TSM online),
+``tiny3d`` (the small synthetic-test network, for tests and trials), and 2D image
 classifiers (``resnet18``/``34``/``50``, ``mobilenet_v3_large``, ``efficientnet_b0``..., ``tiny2d``)
 trained as clips of one frame on folders of images (or single frames of videos). The
 spec (clip length, size, resize, mean, std) is the one the export stage writes for the same
@@ -32,13 +33,16 @@ from ..torchvision_models import ARCHS as TORCHVISION_ARCHS
 TINY = "tiny3d"
 # 2D image classifiers train as clips of one frame (image_models.ImageAsClip)
 IMAGE_ARCHS = image_models.ARCHS + tuple(image_models.ALIASES) + (image_models.TINY,)
-ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34", TINY) + IMAGE_ARCHS
+STREAM_ARCHS = ("tsm-mobilenetv2",)  # trained on clips, exported as a streaming model (export/stream.py)
+ARCHS = RESNET3D_ARCHS + TORCHVISION_ARCHS + ("r2plus1d_34",) + STREAM_ARCHS + (TINY,) + IMAGE_ARCHS
 MODES = ("linear", "last", "full")
 
 
 def head_prefix(arch: str) -> str:
     if arch in IMAGE_ARCHS:
         return "net." + image_models.head_key(arch).rsplit(".", 1)[0] + "."
+    if arch in STREAM_ARCHS:
+        return "classifier.1."
     from ..archs import head_prefix as prefix
 
     try:
@@ -87,6 +91,12 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
         if clip_length not in (None, 1):
             raise UsageError(f"{arch} is an image model: it takes one frame, not --clip-length {clip_length}")
         model, spec = image_models.build(arch, n), image_models.spec_from_weights(arch, labels, size)
+    elif arch in STREAM_ARCHS:
+        from ..stream import stream_spec
+        from ..tsm import TRAIN_CLIP_LENGTH, TSMClip
+
+        model = TSMClip(n)
+        spec = stream_spec(arch, labels, size).replace(clip_length=clip_length or TRAIN_CLIP_LENGTH)
     elif arch == TINY:
         from ..synthetic import test_model_spec, tiny_net
 
@@ -110,10 +120,14 @@ def load_backbone(model: nn.Module, arch: str, weights: str, allow_pickle: bool 
     if arch in IMAGE_ARCHS:  # the checkpoint is the 2D network's own
         image_models.load_weights(model.net, arch, weights, allow_pickle, skip_head=True)
         return
+    state = read_state_dict(weights, allow_pickle)
+    if arch in STREAM_ARCHS:  # ImageNet MobileNetV2, a TSM checkpoint, or an earlier run's best.pt
+        from ..tsm import remap_state_dict
+
+        state = remap_state_dict(state, model)
     from ..archs import ALL
 
-    load_strict(model, read_state_dict(weights, allow_pickle), weights, what=arch, skip_prefix=head_prefix(arch),
-                candidates=ALL)
+    load_strict(model, state, weights, what=arch, skip_prefix=head_prefix(arch), candidates=ALL)
 
 
 class Trainable:
