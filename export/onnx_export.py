@@ -70,6 +70,12 @@ def parity(torch_model: nn.Module, onnx_path: str, clips: np.ndarray, rtol: floa
     with torch.no_grad():
         ref = torch_model(torch.from_numpy(clips)).float().numpy()
     got = sess.run(None, {name: clips})[0]
+    return parity_report(ref, got, rtol, atol)
+
+
+def parity_report(ref: np.ndarray, got: np.ndarray, rtol: float = 1e-3, atol: float = 1e-4) -> ParityReport:
+    """How far ``got`` (ONNX Runtime) is from ``ref`` (PyTorch), rows of scores per clip. A
+    top-1 disagreement within twice the largest difference of a near tie counts as a tie."""
     diff = float(np.abs(ref - got).max())
     tol = atol + rtol * float(np.abs(ref).max())
     agree = ref.argmax(1) == got.argmax(1)
@@ -77,7 +83,7 @@ def parity(torch_model: nn.Module, onnx_path: str, clips: np.ndarray, rtol: floa
     for i in np.flatnonzero(~agree):
         top2 = np.sort(ref[i])[-2:]
         ties += int(top2[1] - top2[0] <= 2 * diff)
-    return ParityReport(diff, float(agree.mean()), len(clips), tol, ties)
+    return ParityReport(diff, float(agree.mean()), len(ref), tol, ties)
 
 
 def add_metadata(path_or_model, spec: ModelSpec, extra: Optional[dict] = None):

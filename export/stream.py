@@ -26,7 +26,7 @@ from torch import nn
 from actionnet.errors import ModelError
 from actionnet.spec import ModelSpec, StateSpec, read_labels
 
-from .onnx_export import OPSET, ParityReport, add_metadata, sample_clips
+from .onnx_export import OPSET, ParityReport, RawClipModel, add_metadata, parity_report, sample_clips
 
 HELP = "export a streaming action model (MoViNet-A0/A1/A2 Stream, TSM online MobileNetV2) to ONNX with explicit state"
 TSM_ARCHS = ("tsm-mobilenetv2",)
@@ -133,15 +133,9 @@ def export_stream(arch: str, weights: str, output: str, labels: Optional[str] = 
     return export_stream_model(model, spec, output, log=log, check_parity=check_parity)
 
 
-class RawStreamModel(nn.Module):
-    """uint8 frames [N, T, H, W, 3] + states -> logits of the last frame [N, K] + new states."""
-
-    def __init__(self, model: nn.Module, spec: ModelSpec):
-        super().__init__()
-        self.model = model
-        std = torch.tensor(spec.std, dtype=torch.float32)
-        self.register_buffer("scale", (1.0 / (spec.value_scale * std)).view(1, 1, 1, 1, 3))
-        self.register_buffer("shift", (-torch.tensor(spec.mean, dtype=torch.float32) / std).view(1, 1, 1, 1, 3))
+class RawStreamModel(RawClipModel):
+    """uint8 frames [N, T, H, W, 3] + states -> logits of the last frame [N, K] + new states.
+    Normalised in the graph as :class:`RawClipModel` does, into [N, T, 3, H, W] frames."""
 
     def normalise(self, frames):
         return (frames.float() * self.scale + self.shift).permute(0, 1, 4, 2, 3)
@@ -187,12 +181,8 @@ def stream_parity(wrapped: RawStreamModel, onnx_path: str, spec: ModelSpec, clip
         got.append(out[0])
         states = out[1:]
     got = np.stack(got, 1)
-    ref2, got2 = ref.reshape(-1, ref.shape[-1]), got.reshape(-1, got.shape[-1])
-    diff = float(np.abs(ref2 - got2).max())
-    tol = atol + rtol * float(np.abs(ref2).max())
-    agree = ref2.argmax(1) == got2.argmax(1)
-    ties = sum(int(np.diff(np.sort(ref2[i])[-2:])[0] <= 2 * diff) for i in np.flatnonzero(~agree))
-    return ParityReport(diff, float(agree.mean()), len(ref2), tol, ties)
+    # every frame's scores are a row: the report counts frames, not clips
+    return parity_report(ref.reshape(-1, ref.shape[-1]), got.reshape(-1, got.shape[-1]), rtol, atol)
 
 
 def export_stream_model(model: nn.Module, spec: ModelSpec, output: str, parity_clips: int = 2, steps: int = 6,

@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 import warnings
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 import numpy as np
 
@@ -281,7 +281,7 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
     from actionnet.cliptok import ClipTokenizer
     from actionnet.zeroshot import TEXT_PREFIX, prompts_from
 
-    from .onnx_export import ParityReport, add_metadata
+    from .onnx_export import add_metadata
 
     log = log or sys.stderr
     prompts = prompts_from(labels) if labels else ()
@@ -367,13 +367,6 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
 
 
 def _report(ref: np.ndarray, got: np.ndarray, rtol: float = 1e-3, atol: float = 1e-4):
-    from .onnx_export import ParityReport
+    from .onnx_export import parity_report
 
-    diff = float(np.abs(ref - got).max())
-    tol = atol + rtol * float(np.abs(ref).max())
-    agree = ref.argmax(1) == got.argmax(1)
-    ties = 0
-    for i in np.flatnonzero(~agree):
-        top2 = np.sort(ref[i])[-2:]
-        ties += int(top2[1] - top2[0] <= 2 * diff)
-    return ParityReport(diff, float(agree.mean()), len(ref), tol, ties)
+    return parity_report(ref, got, rtol, atol)

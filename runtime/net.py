@@ -19,7 +19,6 @@ Unlike jetson-inference, nothing is classified before the window holds T real fr
 
 from __future__ import annotations
 
-import sys
 import time as _time
 from typing import List, Optional
 

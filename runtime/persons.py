@@ -124,7 +124,9 @@ class PersonActionNet(Analyser):
         max_age = int(round(track_timeout * float(fps or 30.0) / detect_every))
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
                                    new_track=max(0.5, person_conf), max_age=max_age)
-        self.cadence = cadence if cadence is not None else person_cadence(fps, self.skip_frames)
+        if cadence is None:  # a streaming model's label costs a fraction of a clip: one per stored frame
+            cadence = 1 if s.states else person_cadence(fps, self.skip_frames)
+        self.cadence = cadence
         self.detect_every = detect_every
         self.context, self.crop_mode = context, crop_mode
         self.prepare = c.prepare

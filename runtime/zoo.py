@@ -120,6 +120,8 @@ def candidates(key: str, e: dict, folder: str) -> List[str]:
     same thing, so both are accepted. A torchvision network's model is its exported ONNX."""
     if e.get("format", "onnx") in ("torchvision", "xclip", "stream"):
         return [os.path.join(folder, f"{key}.onnx")]
+    if not e.get("file"):  # a single download (a Hub file): it lands under its URL's name
+        return [os.path.join(folder, os.path.basename((e.get("url") or key).split("?")[0]))]
     nested = os.path.join(folder, *e["file"].split("/"))
     flat = os.path.join(folder, os.path.basename(e["file"]))
     return [nested] if flat == nested else [nested, flat]
