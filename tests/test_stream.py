@@ -12,6 +12,7 @@ import pytest
 from actionnet.errors import ModelError
 from actionnet.spec import ModelSpec, StateSpec
 from conftest import run_cli
+from test_tensorrt import trt  # noqa: F401 (the fake TensorRT of each version, a fixture)
 
 torch = pytest.importorskip("torch")
 
@@ -314,3 +315,19 @@ def test_zoo_downloads_and_exports_a_stream_network(tmp_path, monkeypatch):
         assert zoo.resolve("a0").model_path == e.model_path and server.hits == 1  # cached, not fetched again
     finally:
         server.stop()
+
+
+def test_stream_model_runs_on_tensorrt(exported, trt):
+    """The state tensors get TensorRT optimisation profiles (batch 1 to max, the rest fixed) and
+    go round through the engine's buffers: on the fake of each TensorRT version (8.6, 10.3, 11),
+    which executes plans with ONNX Runtime, the streamed scores equal ONNX Runtime's."""
+    import actionnet
+
+    frames = [f[..., ::-1].copy() for f in _clips(1, 6, seed=9)[0]]
+    scores = {}
+    for engine in ("onnxruntime", "tensorrt"):
+        with actionnet.ActionNet(model=str(exported["tsm-mobilenetv2"]), skip_frames=0, threshold=0.0,
+                                 engine=engine, log=None) as net:
+            assert net.engine.name == engine and len(net.engine.inputs) > 1
+            scores[engine] = [[c for _, _, c in net.update(f).topk] for f in frames]
+    np.testing.assert_allclose(scores["tensorrt"], scores["onnxruntime"], atol=1e-5)
