@@ -86,6 +86,23 @@ def parity_report(ref: np.ndarray, got: np.ndarray, rtol: float = 1e-3, atol: fl
     return ParityReport(diff, float(agree.mean()), len(ref), tol, ties)
 
 
+def finish_export(tmp: str, output: str, spec: ModelSpec, extra_metadata: Optional[dict], check, check_parity: bool,
+                  log=None, what: str = "") -> "ParityReport":
+    """The last steps every export shares: stamp the metadata, run the ONNX checker, run the
+    parity ``check(path)``, and move the file into place only when parity holds (or is waived)."""
+    import onnx
+
+    m = add_metadata(tmp, spec, extra_metadata)
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, tmp)
+    report = check(tmp)
+    print(f"actionnet-export: {what}{report}", file=log or sys.stderr)
+    if check_parity and not report.ok:
+        raise ModelError(f"parity broken, {output} not written: {report}")
+    os.replace(tmp, output)
+    return report
+
+
 def add_metadata(path_or_model, spec: ModelSpec, extra: Optional[dict] = None):
     """Stamp ``spec`` (and ``extra`` string pairs) into an ONNX model's metadata_props."""
     import onnx
@@ -119,7 +136,6 @@ def sample_clips(spec: ModelSpec, n: int = 2, seed: int = 0) -> np.ndarray:
 def export_clip_model(model: nn.Module, spec: ModelSpec, output: str, parity_clips: int = 2, log=None,
                       extra_metadata: Optional[dict] = None, check_parity: bool = True) -> ParityReport:
     """Export ``model`` (taking normalised [N, 3, T, H, W]) as a raw-frame, self-describing ONNX."""
-    import onnx
 
     if not spec.raw_input:
         spec = spec.replace(layout="raw_nthwc")
@@ -139,15 +155,8 @@ def export_clip_model(model: nn.Module, spec: ModelSpec, output: str, parity_cli
             torch.onnx.export(wrapped, (torch.from_numpy(clips[:1]),), tmp, dynamo=False, opset_version=OPSET,
                               input_names=[spec.input_name], output_names=[spec.output_name],
                               dynamic_axes={spec.input_name: {0: "N"}, spec.output_name: {0: "N"}})
-        m = add_metadata(tmp, spec, extra_metadata)
-        onnx.checker.check_model(m, full_check=True)
-        onnx.save(m, tmp)
-        report = parity(wrapped, tmp, clips)
-        print(f"actionnet-export: {report}", file=log or sys.stderr)
-        if check_parity and not report.ok:
-            raise ModelError(f"parity broken, {output} not written: {report}")
-        os.replace(tmp, output)
-        return report
+        return finish_export(tmp, output, spec, extra_metadata, lambda path: parity(wrapped, path, clips),
+                             check_parity, log)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -26,7 +26,7 @@ from torch import nn
 from actionnet.errors import ModelError
 from actionnet.spec import ModelSpec, StateSpec, read_labels
 
-from .onnx_export import OPSET, ParityReport, RawClipModel, add_metadata, parity_report, sample_clips
+from .onnx_export import OPSET, ParityReport, RawClipModel, finish_export, parity_report, sample_clips
 
 HELP = "export a streaming action model (MoViNet-A0/A1/A2 Stream, TSM online MobileNetV2) to ONNX with explicit state"
 TSM_ARCHS = ("tsm-mobilenetv2",)
@@ -189,7 +189,6 @@ def export_stream_model(model: nn.Module, spec: ModelSpec, output: str, parity_c
                         log=None, extra_metadata: Optional[dict] = None, check_parity: bool = True) -> ParityReport:
     """Export ``model`` (``forward(x [N, T, 3, H, W], *states) -> (logits [N, T, K], states)``) as a
     raw-frame stream ONNX with its state contract; written only when stepping holds parity."""
-    import onnx
 
     model = model.eval()
     wrapped = RawStreamModel(model, spec).eval()
@@ -208,15 +207,8 @@ def export_stream_model(model: nn.Module, spec: ModelSpec, output: str, parity_c
             warnings.simplefilter("ignore")  # tracer warnings: shapes are fixed by design; parity is the check
             torch.onnx.export(wrapped, example, tmp, dynamo=False, opset_version=OPSET, input_names=inputs,
                               output_names=outputs, dynamic_axes={n: {0: "N"} for n in inputs + outputs})
-        m = add_metadata(tmp, spec, extra_metadata)
-        onnx.checker.check_model(m, full_check=True)
-        onnx.save(m, tmp)
-        report = stream_parity(wrapped, tmp, spec, clips)
-        print(f"actionnet-export: stepped {steps} frames one at a time: {report}", file=log or sys.stderr)
-        if check_parity and not report.ok:
-            raise ModelError(f"parity broken, {output} not written: {report}")
-        os.replace(tmp, output)
-        return report
+        return finish_export(tmp, output, spec, extra_metadata, lambda path: stream_parity(wrapped, path, spec, clips),
+                             check_parity, log, what=f"stepped {steps} frames one at a time: ")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
