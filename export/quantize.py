@@ -23,10 +23,11 @@ HELP = "quantize an ONNX model to INT8 (QDQ), calibrated on clips, checked on he
 
 def add_arguments(p):
     p.add_argument("model", help="FP32 ONNX written by actionnet-export (carries its preprocessing)")
-    p.add_argument("--calib", required=True, help="folder of videos, images or image folders")
+    p.add_argument("--calib", required=True, help="folder of videos, images or image folders (a detector: a video "
+                   "or a folder of videos or images)")
     p.add_argument("--output", required=True, help="INT8 QDQ ONNX to write")
     p.add_argument("--skip-frames", type=int, help="frames dropped between stored frames (default: the model's training stride, else 1)")
-    p.add_argument("--max-clips", type=int, default=64, help="clips read from the folder (default 64)")
+    p.add_argument("--max-clips", type=int, default=64, help="clips read from the folder (a detector: frames; default 64)")
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of clips held back for the check (default 0.25)")
     p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (default 0.97)")
     p.add_argument("--force", action="store_true", help="write the model even below --min-agreement")
@@ -132,6 +133,12 @@ def classifier_head(path: str) -> list:
 
 
 def run(args) -> int:
+    from .quantize_detector import is_detector, quantize_detector
+
+    if is_detector(args.model):  # a person detector: calibrated on frames, gated on finding the same people
+        quantize_detector(args.model, args.calib, args.output, frames=args.max_clips, holdout=args.holdout,
+                          min_agreement=args.min_agreement, force=args.force)
+        return 0
     quantize(args.model, args.calib, args.output, skip_frames=args.skip_frames, max_clips=args.max_clips,
              holdout=args.holdout, min_agreement=args.min_agreement, force=args.force, method=args.method,
              per_channel=not args.per_tensor, activations=args.activations)

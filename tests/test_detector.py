@@ -175,3 +175,27 @@ def test_foreign_detector_names_come_from_its_metadata(tmp_path):
     assert det.spec.labels == ("cat", "dog") and det.spec.layout == "yolov8" and list(det.class_ids) == [1]
     plain = square_detector(tmp_path / "plain.onnx", metadata=False, labels=("a", "b"))
     assert Detector(str(plain), classes=None, log=None).spec.labels == ("class0", "class1")
+
+
+def test_int8_detector_finds_the_same_people(tmp_path):
+    """``actionnet-export quantize`` on the real YOLOv5n, calibrated on frames of a real video:
+    on ONNX Runtime and OpenVINO the INT8 detector finds the person the FP32 one finds, and
+    nobody in the empty room."""
+    from actionnet.export.quantize_detector import is_detector
+
+    weights, video = shared_file("weights/yolov5n.onnx"), shared_file("videos/people_walking.mp4")
+    out = tmp_path / "yolov5n-int8.onnx"
+    r = run_cli("quantize", weights, "--calib", video, "--max-clips", "24", "--output", out,
+                module="actionnet.export.cli")
+    assert r.returncode == 0, r.stderr
+    assert "100.0% agreement" in r.stderr and is_detector(str(out))
+    frames = _frames(video, [0, 30, 300, 600])
+    for engine in ("onnxruntime", "openvino"):
+        fp32, int8 = Detector(str(weights), engine=engine, log=None), Detector(str(out), engine=engine, log=None)
+        for i, f in frames.items():
+            a, b = fp32(f), int8(f)
+            assert len(a) == len(b) == (1 if i >= 300 else 0), (engine, i, len(a), len(b))
+            if len(a):
+                from actionnet.tracker import iou_matrix
+
+                assert iou_matrix(a.boxes, b.boxes)[0, 0] > 0.8, (engine, i)
