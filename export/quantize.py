@@ -34,8 +34,9 @@ def add_arguments(p):
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
                    help="calibration method (default minmax)")
     p.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
-    p.add_argument("--activations", choices=("s8", "u8"), default="s8",
-                   help="activation type: s8 symmetric (TensorRT needs it, default) or u8 asymmetric")
+    p.add_argument("--activations", choices=("s8", "u8"),
+                   help="activation type: s8 symmetric (TensorRT needs it; the default for action models) or u8 "
+                   "with a zero point (CPUs only; the default for detectors, see export/quantize_detector.py)")
 
 
 def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: int = 64, holdout: float = 0.25,
@@ -85,7 +86,7 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
         # The QDQ file must describe itself like its source: copy the spec, mark the precision.
         qm = onnx.load(q)
         src = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
-        src["actionnet.precision"] = "int8-qdq"
+        src.update({"actionnet.precision": "int8-qdq", "actionnet.activations": activations})
         del qm.metadata_props[:]
         for k, v in src.items():
             qm.metadata_props.add(key=k, value=v)
@@ -135,11 +136,13 @@ def classifier_head(path: str) -> list:
 def run(args) -> int:
     from .quantize_detector import is_detector, quantize_detector
 
-    if is_detector(args.model):  # a person detector: calibrated on frames, gated on finding the same people
+    if os.path.isfile(args.model) and is_detector(args.model):
+        # a person detector: calibrated on frames, gated on finding the same people
         quantize_detector(args.model, args.calib, args.output, frames=args.max_clips, holdout=args.holdout,
-                          min_agreement=args.min_agreement, force=args.force)
+                          min_agreement=args.min_agreement, force=args.force, activations=args.activations or "u8",
+                          per_channel=not args.per_tensor, method=args.method)
         return 0
     quantize(args.model, args.calib, args.output, skip_frames=args.skip_frames, max_clips=args.max_clips,
              holdout=args.holdout, min_agreement=args.min_agreement, force=args.force, method=args.method,
-             per_channel=not args.per_tensor, activations=args.activations)
+             per_channel=not args.per_tensor, activations=args.activations or "s8")
     return 0

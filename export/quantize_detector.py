@@ -6,9 +6,23 @@ runtime's :class:`~actionnet.detector.Detector` does, so calibration sees what i
 
 Only convolutions are quantised: they are nearly all of a YOLO's work, while its head turns
 grid offsets into pixel boxes and sigmoids into scores, arithmetic that INT8 would blur for no
-speed. The gate compares the INT8 detector with the FP32 one on frames held back from
-calibration: every person the FP32 model finds must be found (IoU >= 0.5) by the INT8 model, and
-vice versa, on ``--min-agreement`` of them (default 97%), else nothing is written.
+speed.
+
+The default number formats are the CPU's, because the issue this serves is a CPU detector
+(ONNX Runtime and OpenVINO; a Jetson's TensorRT builds its detector in FP16 from the FP32 file):
+
+* activations u8 with a zero point (``--activations u8``): what x86 INT8 kernels consume.
+  Symmetric s8 activations, TensorRT's format, lost every person on OpenVINO 2026.4 on an AVX2
+  CPU (objectness 0.93 -> 0.10 on the same frame) while ONNX Runtime ran the same file right;
+* weights s8 symmetric per output channel in **7 bits** (``reduce_range``): CPUs without VNNI
+  (AVX2; many Zen and pre-Ice Lake Xeons) multiply u8 x s8 pairs into a saturating int16, and
+  255 x 127 x 2 overflows it. That is the same fix as OpenVINO NNCF's "overflow fix". The first
+  convolution alone collapsed on OpenVINO without it.
+
+The gate compares the INT8 detector with the FP32 one on frames held back from calibration, on
+every CPU engine installed (ONNX Runtime, and OpenVINO when present): every person the FP32 model
+finds must be found (IoU >= 0.5) by the INT8 model, and vice versa, on ``--min-agreement`` of
+them (default 97%), else nothing is written.
 """
 
 from __future__ import annotations
@@ -22,40 +36,15 @@ from typing import List
 import numpy as np
 
 
-def head_convs(path: str) -> List[str]:
-    """The convolutions after which no other convolution runs: the detection head's outputs
-    (box offsets, objectness and class logits before their sigmoids). Kept in float: an int8
-    step there moves scores across the threshold (OpenVINO lost a person at 0.93 with them)."""
-    import onnx
-
-    g = onnx.load(path, load_external_data=False).graph
-    consumers = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    heads = []
-    for n in g.node:
-        if n.op_type != "Conv":
-            continue
-        seen, todo, feeds_conv = set(), list(n.output), False
-        while todo and not feeds_conv:
-            t = todo.pop()
-            for c in consumers.get(t, ()):
-                if id(c) in seen:
-                    continue
-                seen.add(id(c))
-                feeds_conv = c.op_type == "Conv"
-                todo += list(c.output)
-        if not feeds_conv and n.name:
-            heads.append(n.name)
-    return heads
-
-
 def is_detector(path: str) -> bool:
-    """A detector takes a 4-D image; an action model a 5-D clip."""
+    """A detector takes a 4-D image; an action model a 5-D clip. An unreadable file is not a
+    detector: the action-model path then reports it in its own words."""
     import onnx
 
-    m = onnx.load(path, load_external_data=False)
+    try:
+        m = onnx.load(path, load_external_data=False)
+    except Exception:
+        return False
     init = {i.name for i in m.graph.initializer}
     inputs = [i for i in m.graph.input if i.name not in init]
     meta = {p.key: p.value for p in m.metadata_props}
@@ -122,72 +111,104 @@ def compare(ref, test, frames) -> DetectionAgreement:
     return DetectionAgreement(len(frames), n_ref, found, extra)
 
 
+def cpu_engines() -> List[str]:
+    """The CPU engines the INT8 file is checked on: ONNX Runtime always, OpenVINO when installed
+    (the two run the same QDQ file with different kernels, and can disagree)."""
+    import importlib.util
+
+    return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
+
+
 def quantize_detector(model: str, calib: str, output: str, frames: int = 48, holdout: float = 0.25,
-                      min_agreement: float = 0.97, force: bool = False, log=sys.stderr) -> DetectionAgreement:
+                      min_agreement: float = 0.97, force: bool = False, activations: str = "u8",
+                      per_channel: bool = True, method: str = "minmax", engines=None, log=sys.stderr) -> dict:
+    """Quantise the detector ``model``; returns ``{engine: DetectionAgreement}`` on the held-out
+    frames. Raises ModelError (and writes nothing) when any engine falls below
+    ``min_agreement``, unless ``force``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from actionnet.detector import Detector
     from actionnet.errors import ModelError, UsageError
+    from actionnet.files import mkstemp
 
     from .calibration import ClipReader
 
     if not 0.0 < holdout < 1.0:
         raise UsageError(f"--holdout must be between 0 and 1, got {holdout}")
+    if activations not in ("u8", "s8"):
+        raise UsageError(f"--activations must be u8 or s8, got {activations!r}")
+    if not os.path.isfile(model):
+        raise ModelError(f"model file not found: {model}")
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise UsageError(f"--method must be one of {', '.join(methods)}, got {method!r}")
+    engines = engines or cpu_engines()
+    every = int(round(1 / holdout))
+    picked = read_frames(calib, frames)
+    held = picked[::every]
+    calib_frames = [f for i, f in enumerate(picked) if i % every]
+    if not held or not calib_frames:
+        raise UsageError(f"{len(picked)} frames from {calib} cannot be split into calibration and held-out "
+                         "frames; raise --max-clips")
     ref = Detector(model, engine="onnxruntime", log=None)
     try:
-        picked = read_frames(calib, frames)
-        held = picked[::int(round(1 / holdout))]
-        calib_frames = [f for i, f in enumerate(picked) if i % int(round(1 / holdout))]
         blobs = []
         for f in calib_frames:  # the runtime's own letterbox (and, for dynamic models, its size)
             if ref.dynamic and f.shape[:2] != ref._fitted:
                 ref._fit(f.shape)
             blobs.append(ref.letterbox(f).copy())
         name = ref.engine.input.name
-        print(f"actionnet-export: detector {model}: {len(blobs)} calibration frames, {len(held)} held out, "
-              f"from {calib}", file=log)
-        with tempfile.TemporaryDirectory(prefix="actionnet-quant-") as tmp:
-            pre = os.path.join(tmp, "pre.onnx")
-            try:
-                quant_pre_process(model, pre, skip_symbolic_shape=True)
-            except Exception as e:  # pragma: no cover - depends on the model's ops
-                print(f"actionnet-export: pre-processing skipped ({type(e).__name__}: {e})", file=log)
-                pre = model
-            q = os.path.join(tmp, "int8.onnx")
-            quantize_static(pre, q, ClipReader(name, blobs), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method=CalibrationMethod.MinMax, op_types_to_quantize=["Conv"],
-                            nodes_to_exclude=head_convs(pre),
-                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
-                                           "QuantizeBias": False})
-            qm = onnx.load(q)
-            src = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
-            src["actionnet.precision"] = "int8-qdq"
-            del qm.metadata_props[:]
-            for k, v in src.items():
-                qm.metadata_props.add(key=k, value=v)
-            onnx.save(qm, q)
-            test = Detector(q, engine="onnxruntime", log=None)
-            try:
-                report = compare(ref, test, held)
-            finally:
-                test.close()
-            print(f"actionnet-export: INT8 vs FP32 detector on held-out frames: {report}", file=log)
-            if report.agreement < min_agreement:
-                if not force:
-                    raise ModelError(f"the INT8 detector agrees with FP32 on only {100 * report.agreement:.1f}% of "
-                                     f"the boxes on held-out frames (< {100 * min_agreement:.0f}%); nothing written. "
-                                     "Calibrate on more or more representative frames, or pass --force")
-                print("actionnet-export: warning: below the agreement asked for, written anyway (--force)", file=log)
-            from actionnet.files import mkstemp
-
-            fd, part = mkstemp(dir=os.path.dirname(os.path.abspath(output)) or ".", suffix=".tmp")
-            with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
-                fo.write(fi.read())
-            os.replace(part, output)
     finally:
         ref.close()
+    print(f"actionnet-export: detector {model}: {len(blobs)} calibration frames, {len(held)} held out, "
+          f"from {calib}; activations {activations}, 7-bit weights", file=log)
+    u8 = activations == "u8"
+    with tempfile.TemporaryDirectory(prefix="actionnet-quant-") as tmp:
+        pre = os.path.join(tmp, "pre.onnx")
+        try:
+            quant_pre_process(model, pre, skip_symbolic_shape=True)
+        except Exception as e:  # pragma: no cover - depends on the model's ops
+            print(f"actionnet-export: pre-processing skipped ({type(e).__name__}: {e})", file=log)
+            pre = model
+        q = os.path.join(tmp, "int8.onnx")
+        quantize_static(pre, q, ClipReader(name, blobs), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                        activation_type=QuantType.QUInt8 if u8 else QuantType.QInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=methods[method], op_types_to_quantize=["Conv"],
+                        reduce_range=True,  # 7-bit weights: no int16 saturation on CPUs without VNNI
+                        extra_options={"ActivationSymmetric": not u8, "WeightSymmetric": True,
+                                       "QuantizeBias": False})
+        qm = onnx.load(q)
+        meta = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
+        meta.update({"actionnet.precision": "int8-qdq", "actionnet.activations": activations})
+        del qm.metadata_props[:]
+        for k, v in meta.items():
+            qm.metadata_props.add(key=k, value=v)
+        onnx.save(qm, q)
+        reports = {}
+        for engine in engines:
+            ref, test = Detector(model, engine=engine, log=None), Detector(q, engine=engine, log=None)
+            try:
+                reports[engine] = compare(ref, test, held)
+            finally:
+                ref.close()
+                test.close()
+            print(f"actionnet-export: INT8 vs FP32 detector on held-out frames, {engine}: {reports[engine]}",
+                  file=log)
+        worst = min(reports, key=lambda e: reports[e].agreement)
+        if reports[worst].agreement < min_agreement:
+            if not force:
+                raise ModelError(f"the INT8 detector agrees with FP32 on only {100 * reports[worst].agreement:.1f}% of "
+                                 f"the boxes on held-out frames on {worst} (< {100 * min_agreement:.0f}%); nothing "
+                                 "written. Calibrate on more or more representative frames, "
+                                 + ("try --activations u8 (the CPU format), " if not u8 else "") + "or pass --force")
+            print("actionnet-export: warning: below the agreement asked for, written anyway (--force)", file=log)
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        fd, part = mkstemp(dir=os.path.dirname(os.path.abspath(output)), suffix=".tmp")
+        with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
+            fo.write(fi.read())
+        os.replace(part, output)
     print(f"actionnet-export: wrote {output}", file=log)
-    return report
+    return reports

@@ -620,3 +620,21 @@ def test_selfcheck_reports_missing_libraries_and_times_every_backend(trt11, tmp_
         assert r["ok"] and r["ms_per_clip"] > 0 and r["end_to_end"]["classifications"] == 10 - 4 + 1, r
     assert rows[("tensorrt", "fp32")]["top1_agreement"] == 1.0 and rows[("tensorrt", "fp32")]["max_abs_diff"] < 1e-4
     assert rc == 0 and "tensorrt               fp16" in out.out
+
+
+def test_cpu_quantised_model_is_refused_before_the_build(trt, synthetic_model, tmp_path, monkeypatch):
+    """A QDQ file quantised with u8 activations (the CPU detector format) is refused in one line
+    that says what to build instead, not left to the ONNX parser's error."""
+    import onnx
+
+    m = onnx.load(str(synthetic_model))
+    m.metadata_props.add(key="actionnet.activations", value="u8")
+    path = tmp_path / "cpu-int8.onnx"
+    onnx.save(m, str(path))
+    with pytest.raises(ModelError, match=r"quantised for CPUs .*\(--precision fp16\)"):
+        trt_build.build_engine(str(path), str(tmp_path / "m.engine"), precision="int8", log=_quiet())
+    assert not (tmp_path / "m.engine").exists()
+    m.metadata_props[-1].value = "s8"  # the same graph marked s8 gets past the check
+    onnx.save(m, str(path))
+    trt_build.build_engine(str(path), str(tmp_path / "m.engine"), precision="fp32", log=_quiet())
+    assert (tmp_path / "m.engine").exists()
