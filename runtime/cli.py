@@ -21,6 +21,7 @@ from typing import List, Optional
 
 from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, PersonOptions, RunConfig, SourceConfig,
                      floats)
+from .engines import ENGINES
 from .errors import ActionNetError, UsageError
 from .spec import COLOR_ORDERS, RESIZE_MODES
 
@@ -48,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "actions as text prompts (several values, one comma-separated value, or a file)")
     m.add_argument("--input-blob", help="input tensor name, for models without actionnet metadata (default: the model's first input)")
     m.add_argument("--output-blob", help="output tensor name, for models without actionnet metadata (default: the model's first output)")
-    m.add_argument("--engine", default="auto", choices=("auto", "tensorrt", "onnxruntime", "openvino", "triton"),
+    m.add_argument("--engine", default="auto", choices=ENGINES,
                    help="inference backend; auto picks the fastest present and says which (default: auto)")
     m.add_argument("--server", help="Triton Inference Server, grpc://HOST:PORT (default: none; with it --model "
                    "and --detector are model names on that server, and --engine is triton)")
@@ -117,6 +118,9 @@ def _add_person_arguments(p) -> None:
                    help="anchored: crop stays put while the person is inside it; follow: re-centred every frame "
                         "(default: anchored)")
     g.add_argument("--max-batch", type=int, default=16, help="most person clips per engine call (default 16)")
+    g.add_argument("--detector-engine", choices=ENGINES,
+                   help="the detector's backend (default: --engine's; under auto, ONNX Runtime for a float detector "
+                        "on the CPU, OpenVINO for an INT8 one)")
     g.add_argument("--detect-every", type=int, default=1,
                    help="run the detector on every N-th frame; the tracker's Kalman prediction carries each box "
                         "in between (default 1: every frame)")
@@ -150,7 +154,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             detector=args.detector, person_conf=args.person_conf, nms_iou=args.nms_iou,
             detector_classes=tuple(c.strip() for c in args.detector_classes.split(",") if c.strip()),
             detector_layout=args.detector_layout, track_timeout=args.track_timeout, context=args.crop_context,
-            crop_mode=args.crop_mode, max_batch=args.max_batch, detect_every=args.detect_every)
+            crop_mode=args.crop_mode, max_batch=args.max_batch, detect_every=args.detect_every,
+            detector_engine=args.detector_engine)
     source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
                           codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout)
     return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
@@ -172,7 +177,8 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
     return PersonActionNet(model, p.detector, person_conf=p.person_conf, nms_iou=p.nms_iou,
                            detector_classes=p.detector_classes, detector_layout=p.detector_layout,
                            track_timeout=p.track_timeout, context=p.context, crop_mode=p.crop_mode,
-                           max_batch=p.max_batch, detect_every=p.detect_every, fps=fps, log=log, **o)
+                           max_batch=p.max_batch, detect_every=p.detect_every, detector_engine=p.detector_engine,
+                           fps=fps, log=log, **o)
 
 
 def run(config: RunConfig, log=sys.stderr) -> int:

@@ -99,6 +99,7 @@ class PersonOptions:
     crop_mode: str = "anchored"
     max_batch: int = 16
     detect_every: int = 1  # the detector runs on every N-th frame; Kalman predictions in between
+    detector_engine: Optional[str] = None  # None: --engine's; under auto the detector's own rule
 
     def validate(self) -> "PersonOptions":
         if not self.detector:

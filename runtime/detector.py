@@ -28,7 +28,7 @@ from typing import Mapping, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from .engines import open_engine
+from .engines import choose_engine, open_engine
 from .engines.onnxmeta import read_metadata
 from .errors import ModelError, UsageError
 from .spec import PREFIX, SPEC_VERSION
@@ -239,6 +239,25 @@ def _names(props: Mapping[str, str], n: int) -> Optional[Tuple[str, ...]]:
     return tuple(str(names[i]) for i in range(len(names)))
 
 
+def choose_detector_engine(path: str) -> Tuple[str, str]:
+    """``auto`` for a detector: the classifier's rule (:func:`~actionnet.engines.choose_engine`),
+    except that a float detector on the CPU runs on ONNX Runtime rather than OpenVINO.
+
+    Measured with scripts/bench_detector.py (YOLOv5n, 1080p frames at 384x640, 2 threads, an
+    AVX2 CPU): ONNX Runtime FP32 26.7 ms, OpenVINO FP32 49.8 ms, OpenVINO INT8 23.6 ms, ONNX
+    Runtime INT8 67.6 ms. So OpenVINO keeps INT8 (QDQ) detectors, whose kernels it runs fastest,
+    and ONNX Runtime takes float ones; ``--detector-engine`` overrides."""
+    from .engines.trt_build import graph_precision
+
+    engine, why = choose_engine(path)
+    if engine == "openvino" and os.path.isfile(path) and graph_precision(path) != "qdq":
+        return "onnxruntime", ("a float detector: ONNX Runtime runs it faster than OpenVINO on the CPU; "
+                               "OpenVINO takes INT8 detectors (actionnet-export quantize)")
+    if engine == "openvino":
+        why = "an INT8 (QDQ) detector: OpenVINO's INT8 kernels"
+    return engine, why
+
+
 class Detector:
     """``Detector("yolov5n.onnx")(frame) -> Detections`` of the chosen classes (person by default)."""
 
@@ -251,6 +270,10 @@ class Detector:
             raise UsageError(f"NMS IoU must be in (0, 1], got {iou}")
         if os.path.isfile(path) and path.lower().endswith(".onnx"):
             read_metadata(path)  # a broken file fails here with one clear line, before any backend parses it
+        if engine == "auto":
+            engine, why = choose_detector_engine(path)
+            if log is not None:
+                print(f"actionnet: detector engine auto -> {engine} ({why})", file=log)
         self.engine = open_engine(path, engine, threads=threads, precision=precision)
         try:
             self.spec = self._spec(layout, log)

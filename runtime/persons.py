@@ -102,7 +102,7 @@ class PersonActionNet(Analyser):
                  nms_iou: float = 0.45, detector_classes=("person",), detector_layout: Optional[str] = None,
                  track_timeout: float = 1.0, context: float = 1.2, crop_mode: str = "anchored", max_batch: int = 16,
                  log=sys.stderr, precision: Optional[str] = None, network: Optional[str] = "resnet-18",
-                 fps: float = 30.0, detect_every: int = 1, **overrides):
+                 fps: float = 30.0, detect_every: int = 1, detector_engine: Optional[str] = None, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -110,9 +110,11 @@ class PersonActionNet(Analyser):
         p = self.options = PersonOptions(detector=detector, person_conf=person_conf, nms_iou=nms_iou,
                                          detector_classes=tuple(detector_classes), detector_layout=detector_layout,
                                          track_timeout=track_timeout, context=context, crop_mode=crop_mode,
-                                         max_batch=max_batch, detect_every=detect_every).validate()
+                                         max_batch=max_batch, detect_every=detect_every,
+                                         detector_engine=detector_engine).validate()
         self.detector = open_detector(detector, conf=person_conf, iou=nms_iou, classes=p.detector_classes,
-                                      layout=detector_layout, engine=engine, threads=threads, precision=precision, log=log)
+                                      layout=detector_layout, engine=detector_engine or engine, threads=threads,
+                                      precision=precision, log=log)
         try:
             self.classifier = c = open_classifier(options, log)
         except BaseException:
@@ -320,7 +322,7 @@ class PersonActionNet(Analyser):
         batch = f"batch up to {self.max_batch}" if self.batched else "fixed batch 1: one call per person"
         every = "every frame" if self.detect_every == 1 else f"every {self.detect_every} frames"
         return f"per person: detector {self.detector.engine.path} ({d.layout}, {self.detector.describe_size()}, " \
-               f"{every}), {self.classifier.describe()[:-1]}, {batch}, each person classified every " \
+               f"{self.detector.engine.name}, {every}), {self.classifier.describe()[:-1]}, {batch}, each person classified every " \
                f"{self.cadence * (self.skip_frames + 1)} frames)"
 
     def close(self) -> None:

@@ -17,6 +17,9 @@ timed loop):
   exported by ``actionnet-export yolo yolov5n.pt --dynamic``;
 * classifier: torchvision ``r3d_18`` (seeded random weights: no pretrained weights offline),
   16 x 112 x 112; PyTorch eager for the example, the actionnet export for actionnet;
+* with ``--int8`` (the default), actionnet also runs that detector quantised by
+  ``actionnet-export quantize`` (calibrated on 72 frames of the three shared videos, gated on
+  24 others); engine ``auto`` runs a float detector on ONNX Runtime and an INT8 one on OpenVINO;
 * the example's cadence: N = 16 samples, skip_frame = 2, overlap 0.25: a batched call every
   24 frames. "Same work" runs actionnet with one stored frame in 2 (``--skip-frames 1``) and
   ``--cadence 12`` (every 24 frames); "defaults" runs ``actionnet --persons`` with nothing set.
@@ -279,6 +282,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--engines", default="onnxruntime,openvino", help="actionnet engines to measure")
     p.add_argument("--keep", help="folder to keep the clip and the exported models in")
+    p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run actionnet with the detector quantised by actionnet-export quantize (default on)")
     args = p.parse_args(argv)
 
     import torch
@@ -300,6 +305,11 @@ def main(argv=None):
                                      if (SHARED / "bus.jpg").exists() else _person_frame())
         detector = os.path.join(folder, "yolov5n-dynamic.onnx")
         export_yolo(load_yolov5(args.weights), detector, imgsz=640, dynamic=True)
+        int8 = os.path.join(folder, "yolov5n-dynamic-int8.onnx")
+        if args.int8:  # actionnet-export quantize, calibrated on the source video's own frames
+            from actionnet.export.quantize_detector import quantize_detector
+
+            quantize_detector(detector, str(SHARED / "videos"), int8, frames=96)
         classifier, spec, model = build_classifier(folder)
         engines = [e for e in args.engines.split(",") if e]
         pipelines = {"Ultralytics example (YOLO.track + PyTorch eager)":
@@ -311,9 +321,16 @@ def main(argv=None):
             pipelines[f"actionnet {e}, same work + --detect-every 2"] = \
                 lambda e=e: run_actionnet(frames, new_actionnet(model, detector, frames[0], args.threads, e,
                                                                 detect_every=2, **same))
+            if args.int8:
+                pipelines[f"actionnet {e}, same work, INT8 detector"] = \
+                    lambda e=e: run_actionnet(frames, new_actionnet(model, int8, frames[0], args.threads, e, **same))
         pipelines["actionnet defaults (engine auto)"] = \
             lambda: run_actionnet(frames, new_actionnet(model, detector, frames[0], args.threads, "auto"))
+        if args.int8:
+            pipelines["actionnet defaults (engine auto), INT8 detector"] = \
+                lambda: run_actionnet(frames, new_actionnet(model, int8, frames[0], args.threads, "auto"))
         results = defaultdict(list)
+        print("pipelines: " + "; ".join(pipelines), file=sys.stderr)
         for r in range(args.repeats):
             for name, fn in pipelines.items():
                 total, stages, n_cls, n_tracks = fn()

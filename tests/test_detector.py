@@ -177,6 +177,37 @@ def test_foreign_detector_names_come_from_its_metadata(tmp_path):
     assert Detector(str(plain), classes=None, log=None).spec.labels == ("class0", "class1")
 
 
+def test_detection_agreement_gates_clear_people_and_reports_borderline_ones():
+    """The INT8 gate: a person either model finds clearly must be found by the other; a box
+    within the margin of the threshold that one model keeps and the other drops is counted as
+    borderline, not as a disagreement."""
+    from actionnet.detector import Detections
+    from actionnet.export.quantize_detector import compare
+
+    def det(*rows):  # (x1, score) per box: 100-px squares along a row
+        boxes = np.array([[x, 0, x + 100, 100] for x, _ in rows], np.float32).reshape(-1, 4)
+        return Detections(boxes, np.array([s for _, s in rows], np.float32), np.zeros(len(rows), np.int64))
+
+    class Fake:
+        conf = 0.25
+
+        def __init__(self, per_frame):
+            self.per_frame = iter(per_frame)
+
+        def __call__(self, frame):
+            return next(self.per_frame)
+
+    fp32 = [det((0, 0.9), (200, 0.30)), det((0, 0.8)), det(), det((0, 0.7), (400, 0.6))]
+    int8 = [det((5, 0.88)), det((0, 0.78), (600, 0.28)), det((300, 0.5)), det((0, 0.7), (400, 0.6))]
+    r = compare(Fake(fp32), Fake(int8), range(4))
+    # clear FP32 people: 0.9, 0.8, 0.7, 0.6 -> all found; INT8's clear 0.5 on frame 2 is extra;
+    # the 0.30 and 0.28 boxes are borderline
+    assert (r.frames, r.reference, r.found, r.extra, r.borderline) == (4, 4, 4, 1, 2)
+    assert r.agreement == 0.8 and "80.0% agreement (2 borderline" in str(r)
+    same = compare(Fake(fp32), Fake(fp32), range(4))
+    assert same.agreement == 1.0 and same.borderline == 0
+
+
 def test_int8_detector_finds_the_same_people(tmp_path):
     """``actionnet-export quantize`` on the real YOLOv5n, calibrated on frames of a real video: the
     gate ran on both CPU engines, and on each the INT8 detector finds the person the FP32 one
@@ -191,7 +222,7 @@ def test_int8_detector_finds_the_same_people(tmp_path):
                 module="actionnet.export.cli")
     assert r.returncode == 0, r.stderr
     for engine in ("onnxruntime", "openvino"):
-        assert f"held-out frames, {engine}: 2 of 2 boxes found again, 0 extra" in r.stderr, r.stderr
+        assert f"held-out frames, {engine}: 2 of 2 clearly found people found again, 0 extra" in r.stderr, r.stderr
     meta = read_metadata(str(out))
     assert is_detector(str(out)) and meta["actionnet.precision"] == "int8-qdq" and meta["actionnet.activations"] == "u8"
     frames = _frames(video, [0, 30, 300, 600])
