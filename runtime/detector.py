@@ -270,16 +270,17 @@ class Detector:
             raise UsageError(f"NMS IoU must be in (0, 1], got {iou}")
         if os.path.isfile(path) and path.lower().endswith(".onnx"):
             read_metadata(path)  # a broken file fails here with one clear line, before any backend parses it
-        if engine == "auto":
+        auto = engine == "auto"
+        if auto:
             engine, why = choose_detector_engine(path)
-            if log is not None:
-                print(f"actionnet: detector engine auto -> {engine} ({why})", file=log)
         self.engine = open_engine(path, engine, threads=threads, precision=precision)
         try:
             self.spec = self._spec(layout, log)
         except Exception:
             self.engine.close()
             raise
+        if auto and log is not None:  # said once the file is known to be a detector: errors stay one line
+            print(f"actionnet: detector engine auto -> {engine} ({why})", file=log)
         self.conf, self.iou, self.max_det = conf, iou, max_det
         self.class_ids = self._class_ids(classes)
         shape = self.engine.input.shape

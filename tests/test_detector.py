@@ -234,3 +234,33 @@ def test_int8_detector_finds_the_same_people(tmp_path):
             if len(a):
                 assert iou_matrix(a.boxes, b.boxes)[0, 0] > 0.8, (engine, i)
                 assert abs(float(a.scores[0]) - float(b.scores[0])) < 0.05, (engine, i, a.scores, b.scores)
+
+
+def test_detector_auto_engine_float_on_onnxruntime_int8_on_openvino(tmp_path):
+    """Under ``auto`` on the CPU a float detector runs on ONNX Runtime and a QDQ (INT8) one on
+    OpenVINO, and the choice is said; an explicit engine is obeyed."""
+    import io
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    pytest.importorskip("openvino")
+    plain = square_detector(tmp_path / "float.onnx")
+    m = onnx.load(str(plain))
+    for n in m.graph.node:
+        n.input[:] = ["images_dq" if i == "images" else i for i in n.input]
+    m.graph.initializer.extend([helper.make_tensor("s", TensorProto.FLOAT, [], [1 / 255]),
+                                helper.make_tensor("z", TensorProto.UINT8, [], [0])])
+    m.graph.node.insert(0, helper.make_node("DequantizeLinear", ["images_q", "s", "z"], ["images_dq"]))
+    m.graph.node.insert(0, helper.make_node("QuantizeLinear", ["images", "s", "z"], ["images_q"]))
+    qdq = tmp_path / "int8.onnx"
+    onnx.save(m, str(qdq))
+    frame = np.full((256, 256, 3), 30, np.uint8)
+    frame[100:112, 50:62] = (0, 0, 255)
+    for path, want in ((plain, "onnxruntime"), (qdq, "openvino")):
+        log = io.StringIO()
+        det = Detector(str(path), log=log)
+        assert det.engine.name == want and f"detector engine auto -> {want}" in log.getvalue()
+        assert len(det(frame)) == 1  # the QDQ copy still finds the square
+        det.close()
+    assert Detector(str(plain), engine="openvino", log=None).engine.name == "openvino"

@@ -108,9 +108,12 @@ def test_cli_persons_video_and_events(tmp_path, synthetic_model):
     det = square_detector(tmp_path / "sq.onnx")
     out, ev = tmp_path / "out.mp4", tmp_path / "people.jsonl"
     r = run_cli("--persons", "--detector", det, "--model", synthetic_model, "--skip-frames", "0",
-                "--crop-context", CONTEXT, "--threshold", "0", "--events", ev, "--timings", video, out)
+                "--crop-context", CONTEXT, "--threshold", "0", "--events", ev, "--timings",
+                "--engine", "onnxruntime", "--detector-engine", "openvino", video, out)
     assert r.returncode == 0, r.stderr
     assert "batch up to 16" in r.stderr and "2 tracks" in r.stderr
+    said = next(line for line in r.stderr.splitlines() if "per person: detector" in line)
+    assert "256x256, openvino, every frame)" in said and "onnxruntime" in said.split("model", 1)[1], said
     for stage in ("decode", "detect", "track", "crop", "classify", "draw"):
         assert stage in r.stderr
     events = [json.loads(line) for line in ev.read_text().splitlines()]
