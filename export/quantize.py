@@ -29,7 +29,8 @@ def add_arguments(p):
     p.add_argument("--skip-frames", type=int, help="frames dropped between stored frames (default: the model's training stride, else 1)")
     p.add_argument("--max-clips", type=int, default=64, help="clips read from the folder (a detector: frames; default 64)")
     p.add_argument("--holdout", type=float, default=0.25, help="fraction of clips held back for the check (default 0.25)")
-    p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (default 0.97)")
+    p.add_argument("--min-agreement", type=float, default=0.97, help="top-1 agreement required (a detector: the share of clearly found people found again; "
+                   "default 0.97)")
     p.add_argument("--force", action="store_true", help="write the model even below --min-agreement")
     p.add_argument("--method", choices=("minmax", "entropy", "percentile"), default="minmax",
                    help="calibration method (default minmax)")

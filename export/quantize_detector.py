@@ -53,20 +53,23 @@ def image_conv_weights(path: str, image: str) -> List[str]:
 
 
 def is_detector(path: str) -> bool:
-    """A detector takes a 4-D image; an action model a 5-D clip. An unreadable file is not a
-    detector: the action-model path then reports it in its own words."""
+    """A detector takes one 4-D image and gives 3-D boxes (YOLO's [1, N, 5+C], [1, 4+C, N] or
+    [1, N, 6]); an action model takes a 5-D clip. The file's own ``actionnet.task`` decides when
+    present. An unreadable file is not a detector: the action-model path then reports it in its
+    own words."""
     import onnx
 
     try:
         m = onnx.load(path, load_external_data=False)
     except Exception:
         return False
+    meta = {p.key: p.value for p in m.metadata_props}
+    if "actionnet.task" in meta:
+        return meta["actionnet.task"] == "detector"
     init = {i.name for i in m.graph.initializer}
     inputs = [i for i in m.graph.input if i.name not in init]
-    meta = {p.key: p.value for p in m.metadata_props}
-    if meta.get("actionnet.task") == "detector":
-        return True
-    return len(inputs) == 1 and len(inputs[0].type.tensor_type.shape.dim) == 4
+    rank = lambda v: len(v.type.tensor_type.shape.dim)
+    return len(inputs) == 1 and rank(inputs[0]) == 4 and len(m.graph.output) >= 1 and rank(m.graph.output[0]) == 3
 
 
 @dataclass
@@ -99,10 +102,14 @@ class DetectionAgreement:
 
 
 def read_frames(calib: str, count: int) -> List[np.ndarray]:
-    """``count`` frames spread over a video, an image folder or a folder of videos."""
+    """``count`` frames spread over a video, an image folder or a folder of videos. Memory holds
+    at most about ``2 * count`` frames whatever the length: a video that does not say how many
+    frames it has is thinned as it is read."""
     from actionnet.errors import InputError
     from actionnet.sources import VIDEO_EXTENSIONS, open_source
 
+    if not os.path.exists(calib):
+        raise InputError(f"--calib {calib}: no such file or folder (give a video, or a folder of videos or images)")
     paths = [calib]
     if os.path.isdir(calib):
         videos = sorted(os.path.join(calib, f) for f in os.listdir(calib) if f.lower().endswith(VIDEO_EXTENSIONS))
@@ -112,15 +119,27 @@ def read_frames(calib: str, count: int) -> List[np.ndarray]:
     for p in paths:
         with open_source(p) as src:
             n = src.frame_count
-            if n:  # keep only the frames picked: a long video does not sit in memory
+            if n:  # keep only the frames picked
                 want = set(np.linspace(0, n - 1, min(per, n)).round().astype(int).tolist())
                 frames += [f for i, (f, _) in enumerate(src) if i in want]
-            else:
-                got = [f for f, _ in src]
-                frames += [got[i] for i in np.linspace(0, len(got) - 1, min(per, len(got))).round().astype(int)]
+                continue
+            kept, stride = [], 1  # unknown length: every stride-th frame, stride doubling as needed
+            for i, (f, _) in enumerate(src):
+                if i % stride == 0:
+                    kept.append(f)
+                    if len(kept) >= 2 * per:
+                        kept, stride = kept[::2], stride * 2
+            frames += [kept[i] for i in np.unique(np.linspace(0, len(kept) - 1, min(per, len(kept))).round().astype(int))] if kept else []
     if not frames:
         raise InputError(f"no frames in {calib}")
     return frames[:count]
+
+
+def split(frames: list, holdout: float):
+    """(calibration, held-out): ``holdout`` of the frames, spread evenly, are held back."""
+    n = len(frames)
+    held = set(np.linspace(0, n - 1, min(n - 1, max(1, round(n * holdout)))).round().astype(int).tolist())
+    return [f for i, f in enumerate(frames) if i not in held], [frames[i] for i in sorted(held)]
 
 
 def compare(ref, test, frames, margin: float = 0.1) -> DetectionAgreement:
@@ -150,41 +169,62 @@ def cpu_engines() -> List[str]:
     return ["onnxruntime"] + (["openvino"] if importlib.util.find_spec("openvino") else [])
 
 
+def open_detector(path: str, engine: str):
+    """The runtime's detector as ``--persons`` runs it (the person class), or with every class
+    for a detector that has no person class."""
+    from actionnet.detector import Detector
+    from actionnet.errors import UsageError
+
+    try:
+        return Detector(path, engine=engine, log=None)
+    except UsageError:
+        return Detector(path, engine=engine, classes=None, log=None)
+
+
 def quantize_detector(model: str, calib: str, output: str, frames: int = 48, holdout: float = 0.25,
                       min_agreement: float = 0.97, force: bool = False, activations: str = "u8",
                       per_channel: bool = True, method: str = "minmax", engines=None, log=sys.stderr) -> dict:
     """Quantise the detector ``model``; returns ``{engine: DetectionAgreement}`` on the held-out
     frames. Raises ModelError (and writes nothing) when any engine falls below
-    ``min_agreement``, unless ``force``."""
+    ``min_agreement``, or nobody is clearly found on the held-out frames, unless ``force``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from actionnet.detector import Detector
-    from actionnet.errors import ModelError, UsageError
-    from actionnet.files import mkstemp
+    from actionnet.errors import ModelError, OutputError, UsageError
 
     from .calibration import ClipReader
 
     if not 0.0 < holdout < 1.0:
         raise UsageError(f"--holdout must be between 0 and 1, got {holdout}")
+    if frames < 2:
+        raise UsageError(f"--max-clips must be at least 2 for a detector (frames to calibrate on and to check), got {frames}")
     if activations not in ("u8", "s8"):
         raise UsageError(f"--activations must be u8 or s8, got {activations!r}")
     if not os.path.isfile(model):
         raise ModelError(f"model file not found: {model}")
+    if not any(n.op_type == "Conv" for n in onnx.load(model, load_external_data=False).graph.node):
+        raise ModelError(f"{model} has no convolutions: nothing for the detector path to quantise")
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     if method not in methods:
         raise UsageError(f"--method must be one of {', '.join(methods)}, got {method!r}")
-    engines = engines or cpu_engines()
-    every = int(round(1 / holdout))
+    out_dir = os.path.dirname(os.path.abspath(output))
+    try:  # before minutes of calibration, not after
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {output}: {e.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise OutputError(f"cannot write {output}: {out_dir} is not writable")
+    u8 = activations == "u8"
+    if engines is None:
+        # s8 is TensorRT's format, not OpenVINO's (it lost every person with it on an AVX2 CPU)
+        engines = cpu_engines() if u8 else ["onnxruntime"]
     picked = read_frames(calib, frames)
-    held = picked[::every]
-    calib_frames = [f for i, f in enumerate(picked) if i % every]
-    if not held or not calib_frames:
-        raise UsageError(f"{len(picked)} frames from {calib} cannot be split into calibration and held-out "
-                         "frames; raise --max-clips")
-    ref = Detector(model, engine="onnxruntime", log=None)
+    if len(picked) < 2:
+        raise UsageError(f"{calib} gave {len(picked)} frame; a detector needs at least 2 (calibration and check)")
+    calib_frames, held = split(picked, holdout)
+    ref = open_detector(model, "onnxruntime")
     try:
         blobs = []
         for f in calib_frames:  # the runtime's own letterbox (and, for dynamic models, its size)
@@ -194,9 +234,11 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
         name = ref.engine.input.name
     finally:
         ref.close()
+    if method != "minmax" and len({b.shape for b in blobs}) > 1:
+        raise UsageError(f"--method {method} needs frames of one shape, and this dynamic detector letterboxes "
+                         f"{len({b.shape for b in blobs})} shapes from {calib}; use --method minmax")
     print(f"actionnet-export: detector {model}: {len(blobs)} calibration frames, {len(held)} held out, "
           f"from {calib}; activations {activations}", file=log)
-    u8 = activations == "u8"
     with tempfile.TemporaryDirectory(prefix="actionnet-quant-") as tmp:
         pre = os.path.join(tmp, "pre.onnx")
         try:
@@ -204,6 +246,10 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
         except Exception as e:  # pragma: no cover - depends on the model's ops
             print(f"actionnet-export: pre-processing skipped ({type(e).__name__}: {e})", file=log)
             pre = model
+        first = image_conv_weights(pre, name)
+        if not first:
+            print("actionnet-export: warning: no convolution reads the image directly, so no 7-bit weights; "
+                  "CPUs without VNNI may saturate (the gate below checks)", file=log)
         q = os.path.join(tmp, "int8.onnx")
         quantize_static(pre, q, ClipReader(name, blobs), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                         activation_type=QuantType.QUInt8 if u8 else QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -212,8 +258,9 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
                                        "QuantizeBias": False,
                                        # 7-bit weights where the image comes in: no int16 saturation
                                        # on CPUs without VNNI
-                                       "TensorQuantOverrides": {w: [{"axis": 0, "reduce_range": True}]
-                                                                for w in image_conv_weights(pre, name)},
+                                       "TensorQuantOverrides": {w: [dict({"reduce_range": True},
+                                                                         **({"axis": 0} if per_channel else {}))]
+                                                                for w in first},
                                        # convolution inputs only, as OpenVINO's NNCF places them
                                        "OpTypesToExcludeOutputQuantization": ["Conv"]})
         qm = onnx.load(q)
@@ -225,7 +272,7 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
         onnx.save(qm, q)
         reports = {}
         for engine in engines:
-            ref, test = Detector(model, engine=engine, log=None), Detector(q, engine=engine, log=None)
+            ref, test = open_detector(model, engine), open_detector(q, engine)
             try:
                 reports[engine] = compare(ref, test, held)
             finally:
@@ -233,18 +280,37 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
                 test.close()
             print(f"actionnet-export: INT8 vs FP32 detector on held-out frames, {engine}: {reports[engine]}",
                   file=log)
+        if not u8:
+            print("actionnet-export: s8 activations (TensorRT's format) checked on ONNX Runtime only; OpenVINO "
+                  "may run them wrong on CPUs without VNNI", file=log)
         worst = min(reports, key=lambda e: reports[e].agreement)
-        if reports[worst].agreement < min_agreement:
-            if not force:
-                raise ModelError(f"the INT8 detector agrees with FP32 on only {100 * reports[worst].agreement:.1f}% of "
-                                 f"the boxes on held-out frames on {worst} (< {100 * min_agreement:.0f}%); nothing "
-                                 "written. Calibrate on more or more representative frames, "
-                                 + ("try --activations u8 (the CPU format), " if not u8 else "") + "or pass --force")
-            print("actionnet-export: warning: below the agreement asked for, written anyway (--force)", file=log)
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        fd, part = mkstemp(dir=os.path.dirname(os.path.abspath(output)), suffix=".tmp")
-        with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
-            fo.write(fi.read())
-        os.replace(part, output)
+        people = min(r.reference + r.extra for r in reports.values())
+        problem = None
+        if people == 0:
+            problem = ("nobody is clearly found on the held-out frames, so nothing was checked; calibrate on frames "
+                       "with people in them")
+        elif reports[worst].agreement < min_agreement:
+            problem = (f"the INT8 detector agrees with FP32 on only {100 * reports[worst].agreement:.1f}% of the "
+                       f"clearly found people on held-out frames on {worst} (< {100 * min_agreement:.0f}%); "
+                       "calibrate on more or more representative frames")
+        if problem and not force:
+            raise ModelError(problem + "; nothing written (--force writes it anyway)")
+        if problem:
+            print(f"actionnet-export: warning: {problem}; written anyway (--force)", file=log)
+        elif people < 10:
+            print(f"actionnet-export: warning: only {people} clearly found people on the held-out frames: a weak "
+                  "check; calibrate on more frames with people (--max-clips)", file=log)
+        from actionnet.files import mkstemp
+
+        part = None
+        try:
+            fd, part = mkstemp(dir=out_dir, suffix=".tmp")
+            with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
+                fo.write(fi.read())
+            os.replace(part, output)
+        except OSError as e:
+            if part and os.path.exists(part):
+                os.unlink(part)
+            raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
     print(f"actionnet-export: wrote {output}", file=log)
     return reports

@@ -241,20 +241,34 @@ def _names(props: Mapping[str, str], n: int) -> Optional[Tuple[str, ...]]:
 
 def choose_detector_engine(path: str) -> Tuple[str, str]:
     """``auto`` for a detector: the classifier's rule (:func:`~actionnet.engines.choose_engine`),
-    except that a float detector on the CPU runs on ONNX Runtime rather than OpenVINO.
+    except on the CPU and for files quantised for CPUs.
 
     Measured with scripts/bench_detector.py (YOLOv5n, 1080p frames at 384x640, 2 threads, an
-    AVX2 CPU): ONNX Runtime FP32 26.7 ms, OpenVINO FP32 49.8 ms, OpenVINO INT8 23.6 ms, ONNX
-    Runtime INT8 67.6 ms. So OpenVINO keeps INT8 (QDQ) detectors, whose kernels it runs fastest,
-    and ONNX Runtime takes float ones; ``--detector-engine`` overrides."""
+    AVX2 CPU without VNNI): ONNX Runtime FP32 35.9 ms, OpenVINO FP32 61.2 ms, OpenVINO INT8
+    30.9 ms, ONNX Runtime INT8 93.8 ms. So OpenVINO takes the INT8 detectors ``actionnet-export
+    quantize`` writes for CPUs (u8 activations), and ONNX Runtime float ones. An s8 QDQ detector
+    (TensorRT's format) stays off OpenVINO, which lost every person with one on that CPU; a u8
+    one stays off TensorRT, which refuses it. ``--detector-engine`` overrides."""
+    from .engines import openvino
     from .engines.trt_build import graph_precision
 
     engine, why = choose_engine(path)
-    if engine == "openvino" and os.path.isfile(path) and graph_precision(path) != "qdq":
-        return "onnxruntime", ("a float detector: ONNX Runtime runs it faster than OpenVINO on the CPU; "
-                               "OpenVINO takes INT8 detectors (actionnet-export quantize)")
+    if not (os.path.isfile(path) and path.lower().endswith(".onnx")):
+        return engine, why
+    qdq = graph_precision(path) == "qdq"
+    cpu_int8 = qdq and read_metadata(path).get(PREFIX + "activations") == "u8"
+    if cpu_int8 and engine == "tensorrt":
+        engine = "openvino" if openvino.available() else "onnxruntime"
+        return engine, "an INT8 detector quantised for CPUs (u8); TensorRT takes s8 only"
+    if engine == "openvino" and not cpu_int8:
+        return "onnxruntime", ("an s8 QDQ detector (TensorRT's format): OpenVINO may run it wrong on CPUs without "
+                               "VNNI" if qdq else "a float detector: ONNX Runtime runs it faster than OpenVINO on "
+                               "the CPU; OpenVINO takes INT8 detectors (actionnet-export quantize)")
     if engine == "openvino":
-        why = "an INT8 (QDQ) detector: OpenVINO's INT8 kernels"
+        return engine, "an INT8 (QDQ) detector: OpenVINO's INT8 kernels"
+    if cpu_int8 and engine == "onnxruntime" and why.startswith("no GPU"):
+        return engine, ("no OpenVINO: ONNX Runtime runs this INT8 detector right but slower than the float one; "
+                        "install openvino, or run the float detector")
     return engine, why
 
 

@@ -631,9 +631,10 @@ def test_cpu_quantised_model_is_refused_before_the_build(trt, synthetic_model, t
     m.metadata_props.add(key="actionnet.activations", value="u8")
     path = tmp_path / "cpu-int8.onnx"
     onnx.save(m, str(path))
+    builds = fake_tensorrt.STATS["builds"]
     with pytest.raises(ModelError, match=r"quantised for CPUs .*\(--precision fp16\)"):
         trt_build.build_engine(str(path), str(tmp_path / "m.engine"), precision="int8", log=_quiet())
-    assert not (tmp_path / "m.engine").exists()
+    assert not (tmp_path / "m.engine").exists() and fake_tensorrt.STATS["builds"] == builds
     m.metadata_props[-1].value = "s8"  # the same graph marked s8 gets past the check
     onnx.save(m, str(path))
     trt_build.build_engine(str(path), str(tmp_path / "m.engine"), precision="fp32", log=_quiet())

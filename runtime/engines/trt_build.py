@@ -197,8 +197,8 @@ def build_engine(onnx_path: str, output: str, precision: str = "fp32", max_batch
         raise ModelError(f"model file not found: {onnx_path}")
     if read_metadata(onnx_path).get("actionnet.activations") == "u8":
         raise ModelError(f"{onnx_path} is quantised for CPUs (u8 activations with a zero point); TensorRT takes "
-                         "symmetric s8 only. Build from the FP32 model (--precision fp16), or quantize it with "
-                         "--activations s8")
+                         "symmetric s8 only. Build from the FP32 model (--precision fp16), run this file on the CPU "
+                         "(--detector-engine openvino), or quantize with --activations s8")
     trt = import_tensorrt()
     recipe = build_recipe(trt.__version__, precision, graph_precision(onnx_path), dla_core is not None)
     if device_info is None:
