@@ -46,7 +46,6 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
     """Quantise ``model``; returns the :class:`~actionnet.export.agreement.Agreement` on the
     held-out clips. Raises ModelError (and writes nothing) below ``min_agreement`` unless
     ``force``."""
-    import onnx
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -84,14 +83,7 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
                         # biases stay float: TensorRT fuses them into its INT8 convolutions and takes
                         # no INT32 DequantizeLinear for them
                         extra_options={"ActivationSymmetric": s8, "WeightSymmetric": True, "QuantizeBias": False})
-        # The QDQ file must describe itself like its source: copy the spec, mark the precision.
-        qm = onnx.load(q)
-        src = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
-        src.update({"actionnet.precision": "int8-qdq", "actionnet.activations": activations})
-        del qm.metadata_props[:]
-        for k, v in src.items():
-            qm.metadata_props.add(key=k, value=v)
-        onnx.save(qm, q)
+        mark_quantized(model, q, activations)
         with OnnxRuntimeEngine(model, providers=["CPUExecutionProvider"]) as ref, \
                 OnnxRuntimeEngine(q, providers=["CPUExecutionProvider"]) as test:
             report = compare(outputs(ref, held, spec.output_name), outputs(test, held, spec.output_name))
@@ -103,13 +95,43 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
                                  "representative clips, try --method entropy, or pass --force")
             print(f"actionnet-export: warning: below {100 * min_agreement:.0f}% agreement, written anyway (--force)",
                   file=log)
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        part = output + f".tmp{os.getpid()}"
-        with open(q, "rb") as fi, open(part, "wb") as fo:
-            fo.write(fi.read())
-        os.replace(part, output)
+        move_into_place(q, output)
     print(f"actionnet-export: wrote {output}", file=log)
     return report
+
+
+def mark_quantized(model: str, q: str, activations: str) -> None:
+    """The QDQ file describes itself like its source: the spec copied, the precision and the
+    activation type marked (the TensorRT builder refuses u8, the detector's ``auto`` reads it)."""
+    import onnx
+
+    qm = onnx.load(q)
+    meta = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
+    meta.update({"actionnet.precision": "int8-qdq", "actionnet.activations": activations})
+    del qm.metadata_props[:]
+    for k, v in meta.items():
+        qm.metadata_props.add(key=k, value=v)
+    onnx.save(qm, q)
+
+
+def move_into_place(q: str, output: str) -> None:
+    """Copy the finished file to ``output`` through a temporary file beside it: a failed write
+    leaves neither a partial model nor the temporary file."""
+    from actionnet.errors import OutputError
+    from actionnet.files import mkstemp
+
+    part = None
+    try:
+        out_dir = os.path.dirname(os.path.abspath(output))
+        os.makedirs(out_dir, exist_ok=True)
+        fd, part = mkstemp(dir=out_dir, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
+            fo.write(fi.read())
+        os.replace(part, output)
+    except OSError as e:
+        if part and os.path.exists(part):
+            os.unlink(part)
+        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
 
 
 def classifier_head(path: str) -> list:

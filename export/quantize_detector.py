@@ -194,6 +194,7 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
     from actionnet.errors import ModelError, OutputError, UsageError
 
     from .calibration import ClipReader
+    from .quantize import mark_quantized, move_into_place
 
     if not 0.0 < holdout < 1.0:
         raise UsageError(f"--holdout must be between 0 and 1, got {holdout}")
@@ -263,13 +264,7 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
                                                                 for w in first},
                                        # convolution inputs only, as OpenVINO's NNCF places them
                                        "OpTypesToExcludeOutputQuantization": ["Conv"]})
-        qm = onnx.load(q)
-        meta = {p.key: p.value for p in onnx.load(model, load_external_data=False).metadata_props}
-        meta.update({"actionnet.precision": "int8-qdq", "actionnet.activations": activations})
-        del qm.metadata_props[:]
-        for k, v in meta.items():
-            qm.metadata_props.add(key=k, value=v)
-        onnx.save(qm, q)
+        mark_quantized(model, q, activations)
         reports = {}
         for engine in engines:
             ref, test = open_detector(model, engine), open_detector(q, engine)
@@ -300,17 +295,6 @@ def quantize_detector(model: str, calib: str, output: str, frames: int = 48, hol
         elif people < 10:
             print(f"actionnet-export: warning: only {people} clearly found people on the held-out frames: a weak "
                   "check; calibrate on more frames with people (--max-clips)", file=log)
-        from actionnet.files import mkstemp
-
-        part = None
-        try:
-            fd, part = mkstemp(dir=out_dir, suffix=".tmp")
-            with os.fdopen(fd, "wb") as fo, open(q, "rb") as fi:
-                fo.write(fi.read())
-            os.replace(part, output)
-        except OSError as e:
-            if part and os.path.exists(part):
-                os.unlink(part)
-            raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
+        move_into_place(q, output)
     print(f"actionnet-export: wrote {output}", file=log)
     return reports

@@ -1,5 +1,4 @@
 import numpy as np
-import pytest
 
 from actionnet.preprocess import FramePreparer, HostNormalizer, crop_box, normalize_reference
 from actionnet.spec import ModelSpec
