@@ -100,12 +100,39 @@ def pick_codec(codec: str, available=None) -> str:
     return _FALLBACK[codec]
 
 
-class VideoFileSink(Output):
+def _rate(fps) -> Fraction:
+    return fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001000)
+
+
+class _EncodingSink(Output):
+    """An Output that H.264/MPEG-encodes frames through PyAV into a container opened on the first
+    frame (its size is known only then). Subclasses open the container and say, in one line,
+    what failed. They set ``_container = _stream = None`` and ``frames = 0``."""
+
+    def _open(self, h: int, w: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _failed(self, err: Exception) -> str:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def write(self, frame: np.ndarray) -> None:
+        import av
+
+        if self._container is None:
+            self._open(*frame.shape[:2])
+        try:
+            encode_frame(self._container, self._stream, frame, self.frames)
+        except (av.error.FFmpegError, OSError) as e:  # a full disk, a removed folder, a closed socket
+            raise OutputError(self._failed(e)) from None
+        self.frames += 1
+
+
+class VideoFileSink(_EncodingSink):
     """Encodes BGR frames into ``path`` at the input's exact frame rate."""
 
     def __init__(self, path: str, fps, codec: Optional[str] = None, crf: int = 23, preset: str = "veryfast"):
         self.path = path
-        self.rate = Fraction(fps).limit_denominator(1001000) if not isinstance(fps, Fraction) else fps
+        self.rate = _rate(fps)
         d, base = os.path.split(os.path.abspath(path))
         self.ext = os.path.splitext(base)[1].lower()
         if not self.ext:
@@ -137,16 +164,8 @@ class VideoFileSink(Output):
         s.thread_type = "AUTO"
         self._stream = s
 
-    def write(self, frame: np.ndarray) -> None:
-        import av
-
-        if self._container is None:
-            self._open(*frame.shape[:2])
-        try:
-            encode_frame(self._container, self._stream, frame, self.frames)
-        except (av.error.FFmpegError, OSError) as e:  # a full disk, a removed folder
-            raise OutputError(f"cannot write {self.path}: {_reason(e)}") from None
-        self.frames += 1
+    def _failed(self, err: Exception) -> str:
+        return f"cannot write {self.path}: {_reason(err)}"
 
     def close(self, keep: bool = True) -> None:
         """Flush and move the file into place (``keep``), or delete it (a failed run). A flush
@@ -384,7 +403,7 @@ def is_single_image(uri: str) -> bool:
     return "%" not in uri and "://" not in uri and uri.lower().endswith(IMAGE_EXTENSIONS)
 
 
-class RtpSink(Output):
+class RtpSink(_EncodingSink):
     """H.264 over RTP/UDP through PyAV's rtp muxer, tuned for latency (no B-frames, 1 s GOP).
 
     x264 repeats SPS/PPS at every keyframe here (no global header), so a receiver that joins late
@@ -394,7 +413,7 @@ class RtpSink(Output):
     def __init__(self, host: str, port: int, fps, uri: Optional[str] = None, log=None, sdp_file: bool = True):
         self.host, self.port = host, port
         self.uri = uri or f"rtp://{host}:{port}"
-        self.rate = Fraction(fps).limit_denominator(1001000) if not isinstance(fps, Fraction) else fps
+        self.rate = _rate(fps)
         self.log = log
         self._container = self._stream = None
         self.frames = 0
@@ -423,16 +442,8 @@ class RtpSink(Output):
         s.options = {"preset": "ultrafast", "tune": "zerolatency", "g": str(gop), "bf": "0"}
         self._stream = s
 
-    def write(self, frame: np.ndarray) -> None:
-        import av
-
-        if self._container is None:
-            self._open(*frame.shape[:2])
-        try:
-            encode_frame(self._container, self._stream, frame, self.frames)
-        except (av.error.FFmpegError, OSError) as e:
-            raise OutputError(f"streaming to {self.uri} failed: {e}") from None
-        self.frames += 1
+    def _failed(self, err: Exception) -> str:
+        return f"streaming to {self.uri} failed: {err}"
 
     def close(self, keep: bool = True) -> None:
         if self._container is not None:

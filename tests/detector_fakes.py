@@ -4,7 +4,8 @@ It has the YOLOv8 output layout, ``[1, 4 + 1, N]``: for every cell of a stride-2
 the square's size centred on the cell, scored by the fraction of saturated pixels under it
 (max - min over the colour channels, through a steep sigmoid), to the fourth power. NMS keeps the best-aligned box,
 so the runtime's letterbox, decode, NMS and coordinate mapping all have to be right for the
-boxes to land on the squares.
+boxes to land on the squares. (Also ``spread_yolo``: a random-weight ultralytics YOLO, torch
+imported only there, for the export tests.)
 """
 
 from __future__ import annotations
@@ -68,3 +69,24 @@ def square_detector(path, height=256, width=256, square=12, labels=("person",), 
             model.metadata_props.add(key=key, value=v)
     onnx.save(model, str(path))
     return path
+
+
+def spread_yolo(yaml: str, every_conv: bool = True):
+    """A random-weight ultralytics YOLO from ``yaml`` whose scores spread: default init makes
+    activations vanish layer by layer (every class score the same 1e-4), so convolutions get He
+    init (``every_conv=False``: only trainable ones, not the DFL's fixed arange) and the class
+    layers a -3 bias. Returns the model in eval mode."""
+    import torch
+
+    from actionnet.export.yolo import load_yolo
+
+    torch.manual_seed(0)
+    yolo = load_yolo(yaml)
+    for mod in yolo.model.modules():
+        if isinstance(mod, torch.nn.Conv2d) and (every_conv or mod.weight.requires_grad):
+            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    yolo.model.eval()
+    with torch.no_grad():
+        for seq in yolo.model.model[-1].cv3:
+            seq[-1].bias.fill_(-3.0)
+    return yolo

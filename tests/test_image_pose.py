@@ -228,19 +228,13 @@ def yolo_pose(tmp_path_factory):
     """A random-weight YOLO11n-pose from ultralytics' YAML, He-initialised so that scores spread
     (as in test_yolo_export), and its export."""
     pytest.importorskip("ultralytics")
-    from actionnet.export.yolo import export_yolo, load_yolo
+    from actionnet.export.yolo import export_yolo
+    from detector_fakes import spread_yolo
 
     folder = tmp_path_factory.mktemp("pose")
-    torch.manual_seed(0)
-    yolo = load_yolo("yolo11n-pose.yaml")
-    for mod in yolo.model.modules():
-        if isinstance(mod, torch.nn.Conv2d) and mod.weight.requires_grad:  # not the DFL's fixed arange
-            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    yolo = spread_yolo("yolo11n-pose.yaml", every_conv=False)
     head = yolo.model.model[-1]
-    yolo.model.eval()
     with torch.no_grad():
-        for seq in head.cv3:
-            seq[-1].bias.fill_(-3.0)
         for seq in head.cv4:  # keypoint offsets of a few cells, not hundreds
             seq[-1].weight.mul_(0.02)
     out = folder / "pose.onnx"

@@ -20,22 +20,13 @@ def yolov8(tmp_path_factory):
     """A random-weight yolov8n from ultralytics' bundled YAML and its export."""
     import torch
 
-    from actionnet.export.yolo import export_yolo, load_yolo
+    from actionnet.export.yolo import export_yolo
+    from detector_fakes import spread_yolo
 
     folder = tmp_path_factory.mktemp("yolo")
-    torch.manual_seed(0)
-    yolo = load_yolo("yolov8n.yaml")
-    # Default init makes activations vanish layer by layer (every class score the same 1e-4);
-    # He init plus a rescaled class layer gives spread-out scores, so thresholds and NMS have
-    # real work to do.
-    for mod in yolo.model.modules():
-        if isinstance(mod, torch.nn.Conv2d):
-            torch.nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
+    yolo = spread_yolo("yolov8n.yaml")
     head = yolo.model.model[-1]
-    yolo.model.eval()
-    with torch.no_grad():
-        for seq in head.cv3:
-            seq[-1].bias.fill_(-3.0)
+    with torch.no_grad():  # and a rescaled class layer: thresholds and NMS have real work to do
         sd = float(torch.logit(_raw(yolo, _image())[4:].clamp(1e-6, 1 - 1e-6)).std())
         for seq in head.cv3:
             seq[-1].weight.mul_(1.5 / sd)
