@@ -36,6 +36,14 @@ def shared_file(rel: str) -> Path:
     return p
 
 
+@pytest.fixture(scope="session")
+def lean_python() -> str:
+    """The interpreter of a runtime-only install (``pip install -e .``, no torch), built once."""
+    import envs
+
+    return envs.require(envs.lean_python, "the runtime-only environment")
+
+
 def run_cli(*args, module="actionnet.cli", timeout=600):
     """Run a console entry point in a subprocess; returns CompletedProcess (text)."""
     import subprocess

@@ -1,14 +1,12 @@
 """The runtime imports and runs without torch.
 
-On CI, ``ACTIONNET_LEAN_PYTHON`` names the interpreter of a second environment that has only
-``pip install -e .`` (no torch at all, checked by .ci/run). Elsewhere the same script runs in
-this interpreter with torch, torchvision and ultralytics made unimportable.
+The script runs in a second environment that has only ``pip install -e .``, no torch at all
+(the ``lean_python`` fixture builds it once, tests/envs.py), so a dependency the runtime forgot to
+declare fails here as it would for a user of the runtime install.
 """
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 
 BLOCK = textwrap.dedent("""
@@ -30,12 +28,8 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_runtime_runs_without_torch(synthetic_model, synthetic_video, tmp_path):
-    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
-    if os.environ.get("CI"):
-        assert lean, "CI must provide ACTIONNET_LEAN_PYTHON (a runtime-only environment)"
-    python = lean or sys.executable
-    script = SCRIPT if lean else BLOCK + SCRIPT
+def test_runtime_runs_without_torch(synthetic_model, synthetic_video, tmp_path, lean_python):
+    python, script = lean_python, SCRIPT
     ev, out = tmp_path / "ev.jsonl", tmp_path / "out.mp4"
     video = synthetic_video("red left slow")
     r = subprocess.run([python, "-c", script, "--model", str(synthetic_model), "--skip-frames=0", "--events",
@@ -52,6 +46,5 @@ def test_runtime_runs_without_torch(synthetic_model, synthetic_video, tmp_path):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout.strip().splitlines()[-1]) == {"code": 0, "heavy": []}
     assert (tmp_path / "t.png").stat().st_size > 0
-    if lean:
-        probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
-        assert probe.returncode != 0, "the lean environment has torch installed"
+    probe = subprocess.run([python, "-c", "import torch"], capture_output=True)
+    assert probe.returncode != 0, "the lean environment has torch installed"

@@ -133,21 +133,18 @@ def test_cli_persons_video_and_events(tmp_path, synthetic_model):
         assert src.frame_count == 30 or sum(1 for _ in src) == 30
 
 
-def test_persons_mode_runs_without_torch(tmp_path, synthetic_model):
+def test_persons_mode_runs_without_torch(tmp_path, synthetic_model, lean_python):
     """The per-person runtime (detector, tracker, crops, batched engine) imports no torch."""
-    import os
     import subprocess
-    import sys
 
     from actionnet.export.synthetic import write_video
-    from test_lean_runtime import BLOCK, SCRIPT
+    from test_lean_runtime import SCRIPT
 
     frames, _ = squares_frames(MOVERS, frames=16)
     video = write_video(str(tmp_path / "two.mp4"), frames)
     det = square_detector(tmp_path / "sq.onnx")
-    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
     ev = tmp_path / "ev.jsonl"
-    r = subprocess.run([lean or sys.executable, "-c", SCRIPT if lean else BLOCK + SCRIPT, "--persons", "--detector",
+    r = subprocess.run([lean_python, "-c", SCRIPT, "--persons", "--detector",
                         str(det), "--model", str(synthetic_model), "--skip-frames=0", f"--crop-context={CONTEXT}",
                         "--threshold=0", "--events", str(ev), str(video)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr

@@ -10,7 +10,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -259,13 +258,11 @@ class _HubHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def test_zero_shot_runtime_runs_without_torch(xclip_onnx, synthetic_video, tmp_path):
-    from test_lean_runtime import BLOCK, SCRIPT
+def test_zero_shot_runtime_runs_without_torch(xclip_onnx, synthetic_video, tmp_path, lean_python):
+    from test_lean_runtime import SCRIPT
 
-    lean = os.environ.get("ACTIONNET_LEAN_PYTHON")
-    python = lean or sys.executable
     ev = tmp_path / "ev.jsonl"
-    r = subprocess.run([python, "-c", SCRIPT if lean else BLOCK + SCRIPT, "--model", str(xclip_onnx), "--labels",
+    r = subprocess.run([lean_python, "-c", SCRIPT, "--model", str(xclip_onnx), "--labels",
                         "dancing", "cooking", "--threshold=0", "--events", str(ev), "--headless",
                         str(synthetic_video("red left slow")), str(tmp_path / "o.mp4")],
                        capture_output=True, text=True, timeout=300)
