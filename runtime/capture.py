@@ -54,6 +54,8 @@ class Capture(Source):
     width = property(lambda self: self.source.width)
     height = property(lambda self: self.source.height)
     frame_count = property(lambda self: self.source.frame_count)
+    kind = property(lambda self: self.source.kind)
+    skipped = property(lambda self: self.source.skipped)
 
     def describe(self) -> str:
         return self.source.describe()

@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="engine precision: TensorRT builds for it; OpenVINO's inference precision (default fp32)")
     m.add_argument("--threads", type=int, help="CPU threads for inference (default: all cores)")
     m.add_argument("--mean", type=floats(3), help="per-channel mean after value scaling, e.g. 0.4345,0.4051,0.3775 "
-                   "(default: the model's; jetson-inference's Kinetics mean for models without metadata)")
+                   "(default: the model's; jetson-inference's Kinetics mean for models without metadata). "
+                   "--mean, --std and --value-scale apply where the host normalises (foreign float models); "
+                   "a model that normalises in its graph (actionnet's exports) refuses other values than its own")
     m.add_argument("--std", type=floats(3), help="per-channel std after mean subtraction, e.g. 1,1,1 (default: the model's)")
     m.add_argument("--value-scale", type=float, help="divide pixel values by this first (default: the model's, else 255)")
     m.add_argument("--color-order", choices=COLOR_ORDERS, help="channel order the model expects (default: the model's)")

@@ -11,13 +11,14 @@ engine, spec, the stride it was trained at, frame preparation and a scorer per s
 
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass
 from typing import Optional
 
 from .config import ClassifierOptions
 from .engines import Engine, open_engine
-from .errors import LabelError, ModelError
+from .errors import LabelError, ModelError, UsageError
 from .preprocess import FramePreparer, HostNormalizer
 from .scores import Scorer
 from .spec import PREFIX, ModelSpec, foreign_spec
@@ -25,6 +26,10 @@ from .zeroshot import fixed_labels
 
 # spec fields a user may override from the command line
 PREP_FIELDS = ("color_order", "resize_mode", "resize_size", "mean", "std", "value_scale", "output_kind")
+# The arithmetic a raw-frame model (layout raw_nthwc: every actionnet export) does inside its
+# graph. The host hands such a model its uint8 frames untouched, so an override of these has
+# nowhere to act; colour order, resize and output kind stay on the host and can be overridden.
+IN_GRAPH_FIELDS = (("mean", "--mean"), ("std", "--std"), ("value_scale", "--value-scale"))
 
 
 def resolve_network(network: Optional[str], model: Optional[str], labels: Optional[str], input_blob: Optional[str],
@@ -84,12 +89,39 @@ def _spec_for(eng: Engine, labels, input_blob, output_blob, overrides) -> ModelS
                             labels=fixed_labels(labels), **overrides)
     if spec.task != "action":
         raise ModelError(f"{eng.path} is a {spec.task} model, not an action model")
+    if spec.raw_input:
+        _refuse_in_graph_overrides(eng.path, spec, overrides)
     changes = dict(overrides)
     if labels and not spec.zero_shot:
         changes["labels"] = fixed_labels(labels)
     if output_blob:
         changes["output_name"] = out.name
     return spec.replace(**changes) if changes else spec
+
+
+def _refuse_in_graph_overrides(path: str, spec: ModelSpec, overrides: dict) -> None:
+    """Refuse a mean, std or value scale the graph would never see, rather than take it and
+    silently compute the model's own. Undoing the graph's normalisation on the host is no way out:
+    the input is uint8, so the frames would be clipped and rounded. The model's own values change
+    nothing and pass (a script may give every model the same flags)."""
+    differ = [flag for name, flag in IN_GRAPH_FIELDS
+              if overrides.get(name) is not None and not _same(overrides[name], getattr(spec, name))]
+    if differ:
+        own = (f"mean {_nums(spec.mean)}, std {_nums(spec.std)}, value scale {spec.value_scale:g}")
+        raise UsageError(f"{', '.join(differ)}: {path} normalises inside its graph (it takes raw uint8 frames; "
+                         f"{own}), out of the runtime's reach; leave {'them' if len(differ) > 1 else 'it'} out, or "
+                         f"re-export the model with the values it needs (actionnet-export action --mean/--std for "
+                         f"3D ResNets)")
+
+
+def _same(given, own) -> bool:
+    a = tuple(given) if isinstance(given, (tuple, list)) else (given,)
+    b = tuple(own) if isinstance(own, (tuple, list)) else (own,)
+    return len(a) == len(b) and all(math.isclose(float(x), float(y), rel_tol=1e-6, abs_tol=1e-9) for x, y in zip(a, b))
+
+
+def _nums(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 def _check(eng: Engine, spec: ModelSpec) -> None:

@@ -179,6 +179,7 @@ class RunStats:
     frames: int = 0
     classifications: int = 0
     dropped: int = 0  # live sources: frames the capture thread replaced before they were processed
+    skipped: int = 0  # frames the source could not read and left out (unreadable pictures)
     seconds: float = 0.0
     stopped: bool = False
     timer: StageTimer = field(default_factory=StageTimer)
@@ -241,6 +242,7 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
         stats.stopped = bool(stop and stop.stopped) or interrupted or bool(events and events.stopped)
         stats.seconds = clock() - start
         stats.dropped = source.dropped
+        stats.skipped = source.skipped
         if progress is not None:
             progress.close()
         try:
@@ -251,6 +253,8 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
                 try:
                     closing = analyser.finish("stop" if stats.stopped else "end")
                     for e in end_events(closing, analyser.segment_summary, marks):
+                        if e.get("event") == "summary":  # always written, so 0 reads as "none", not "not counted"
+                            e["skipped"] = stats.skipped
                         events.write(e)
                 finally:
                     events.close()
@@ -273,6 +277,8 @@ def summary_line(stats: RunStats, analyser: Analyser) -> str:
     line = f"{stats.frames} {plural(stats.frames, 'frame')}, {stats.fps:.1f} fps, {analyser.summary()}"
     if stats.dropped:
         line += f"; {stats.dropped} frames dropped (inference slower than the live source)"
+    if stats.skipped:
+        line += f"; {stats.skipped} unreadable {plural(stats.skipped, 'image')} skipped"
     return ("stopped: " if stats.stopped else "") + line
 
 

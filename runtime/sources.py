@@ -59,6 +59,8 @@ class Source:
     width: int = 0
     height: int = 0
     live: bool = False  # a camera or stream: frames arrive in real time and may be dropped
+    kind: str = ""  # what a source that is not live is, for the start-up line: "file", "images"
+    skipped: int = 0  # frames that could not be read and were left out (unreadable pictures)
     generation: int = 0  # bumped at each reconnect: no clip may mix frames from before and after
     dropped: int = 0  # frames a capture thread replaced before they were read (live sources)
     _rate: Optional[Fraction] = None
@@ -91,7 +93,13 @@ class Source:
         self.close()
 
     def describe(self) -> str:
-        n = f"{self.frame_count} frames" if self.frame_count is not None else "live"
+        # What the source is decides "live", never a missing frame count: a file whose header does
+        # not count its frames (FFV1 in Matroska, some AVIs) is still read exactly, frame by frame.
+        if self.live:
+            n = "live"
+        else:
+            n = f"{self.frame_count} frames" if self.frame_count is not None else "frame count unknown"
+            n = f"{self.kind}, {n}" if self.kind else n
         return f"{self.uri} ({self.width}x{self.height}, {self.fps:.2f} fps, {n})"
 
 
@@ -112,6 +120,8 @@ def as_source(obj) -> Source:
 
 class VideoFileSource(Source):
     """Any container FFmpeg reads (mp4, mkv, avi, flv, ...), decoded by PyAV on its own threads."""
+
+    kind = "file"
 
     def __init__(self, path: str):
         import av
@@ -164,13 +174,22 @@ class VideoFileSource(Source):
 
 
 class ImageFolderSource(Source):
-    """A folder of images (sorted by name) or a glob pattern, at a nominal frame rate."""
+    """A folder of images (sorted by name) or a glob pattern, at a nominal frame rate.
 
-    def __init__(self, pattern: str, fps: float = 30.0):
+    A picture that cannot be read is skipped with a warning on ``log`` and counted in
+    ``skipped``, as a dropped frame would be: one bad file in a folder of photos must not cost
+    the labels of all the others. Only a source with no readable picture at all is an error.
+    Times stay those of the files' places in the sequence, so a gap shows where a frame is missing.
+    """
+
+    kind = "images"
+
+    def __init__(self, pattern: str, fps: float = 30.0, log=sys.stderr):
         import cv2
 
         self._cv2 = cv2
         self.uri = pattern
+        self.log = log
         if os.path.isdir(pattern):
             files = [os.path.join(pattern, f) for f in os.listdir(pattern)]
         elif not any(c in pattern for c in "*?[") and not os.path.exists(pattern):
@@ -182,18 +201,32 @@ class ImageFolderSource(Source):
             raise InputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {pattern}")
         self.fps = fps
         self.frame_count = len(self.files)
-        first = self._read(self.files[0])
+        # the picture size is the first readable one's; the unreadable ones before it are warned
+        # about when the frames are read, not twice
+        first = next((img for img in map(self._read, self.files) if img is not None), None)
+        if first is None:
+            if len(self.files) == 1:
+                raise InputError(f"cannot read image {self.files[0]}")
+            raise InputError(f"cannot read any of the {len(self.files)} images in {pattern} "
+                             f"(the first: {self.files[0]})")
         self.height, self.width = first.shape[:2]
 
     def _read(self, path):
-        img = self._cv2.imread(path, self._cv2.IMREAD_COLOR)
-        if img is None:
-            raise InputError(f"cannot read image {path}")
-        return img
+        return self._cv2.imread(path, self._cv2.IMREAD_COLOR)
 
     def __iter__(self):
+        read = 0
         for i, f in enumerate(self.files):
-            yield self._read(f), i / self.fps
+            img = self._read(f)
+            if img is None:  # deleted, emptied or corrupt since the folder was listed
+                self.skipped += 1
+                if self.log is not None:
+                    print(f"actionnet: warning: skipped {f}: cannot read image", file=self.log)
+                continue
+            read += 1
+            yield img, i / self.fps
+        if read == 0:
+            raise InputError(f"cannot read any of the {len(self.files)} images in {self.uri}")
 
 
 def _av_reason(e: Exception) -> str:
@@ -439,8 +472,9 @@ def open_v4l2(device: str, options: SourceOptions) -> Source:
     raise err
 
 
-def open_source(uri: str, options: Optional[SourceOptions] = None) -> Source:
-    """The source for ``uri`` (see the module docstring for the URI forms)."""
+def open_source(uri: str, options: Optional[SourceOptions] = None, log=sys.stderr) -> Source:
+    """The source for ``uri`` (see the module docstring for the URI forms); ``log`` hears about
+    pictures of an image folder that cannot be read."""
     options = options or SourceOptions()
     kind, where = parse_source_uri(uri)
     if kind == "v4l2":
@@ -461,7 +495,7 @@ def open_source(uri: str, options: Optional[SourceOptions] = None) -> Source:
         finally:
             os.remove(path)
     if kind == "images":
-        return ImageFolderSource(uri, fps=options.fps or 30.0)
+        return ImageFolderSource(uri, fps=options.fps or 30.0, log=log)
     return VideoFileSource(uri)
 
 
@@ -584,7 +618,7 @@ def video_source(uri: str, options: Optional[SourceOptions] = None, reconnect_ti
     its own thread (:class:`~actionnet.capture.Capture`) so that decoding overlaps inference."""
     from .capture import Capture
 
-    src = open_source(uri, options)
+    src = open_source(uri, options, log=log)
     if src.live and reconnect_timeout > 0:
-        src = Reconnecting(lambda: open_source(uri, options), timeout=reconnect_timeout, log=log, source=src)
+        src = Reconnecting(lambda: open_source(uri, options, log=log), timeout=reconnect_timeout, log=log, source=src)
     return Capture(src)

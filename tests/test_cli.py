@@ -1,6 +1,7 @@
 """The CLI end to end on synthetic videos with the trained test model, and every bad input."""
 
 import json
+import os
 import shutil
 from collections import Counter
 
@@ -96,6 +97,24 @@ def test_foreign_model_with_flags_and_host_normalisation(synthetic_video, tmp_pa
                 "--headless",
                 synthetic_video("red right slow"))
     assert r.returncode == 0 and {e["label"] for e in events(ev)} == {"blue"}
+
+
+@pytest.mark.parametrize("mode", [[], ["--persons", "--detector", "{tmp}/sq.onnx"]], ids=["whole-frame", "per-person"])
+def test_normalisation_flags_are_refused_for_a_model_that_normalises_in_its_graph(synthetic_model, synthetic_video,
+                                                                                  tmp_path, mode):
+    """The synthetic model, as every actionnet export, takes raw uint8 frames and normalises in its
+    graph: --mean/--std/--value-scale cannot reach it and were silently ignored; now one line says so."""
+    from detector_fakes import square_detector
+
+    square_detector(tmp_path / "sq.onnx")
+    out, ev = tmp_path / "out.mp4", tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, *[a.format(tmp=tmp_path) for a in mode], "--std=0.5,0.5,0.5",
+                "--value-scale=1", "--events", ev, synthetic_video("red right slow"), out)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    errors = [l for l in r.stderr.splitlines() if "error" in l]
+    assert len(errors) == 1 and errors[0].startswith(
+        f"actionnet: error: --std, --value-scale: {synthetic_model} normalises inside its graph"), r.stderr
+    assert not out.exists() and not ev.exists()
 
 
 # -- bad input: one line on stderr, non-zero exit, nothing half-written ---------------------
@@ -228,3 +247,114 @@ def test_help_shows_every_default():
     missing = [a.option_strings[0] for a in build_parser()._actions
                if a.option_strings and a.nargs != 0 and "default" not in (a.help or "")]
     assert missing == []
+
+
+# -- a file is a file, even when its header does not count its frames ------------------------
+
+def test_video_without_a_frame_count_is_a_file_and_every_frame_is_processed(synthetic_model, tmp_path):
+    """FFV1 in Matroska carries no frame count (PyAV's ``stream.frames`` is 0). Such a file used to
+    be announced as "live"; it is a file, read exactly: every frame processed, none dropped."""
+    import re
+
+    import numpy as np
+
+    from actionnet.export.synthetic import video_frames
+
+    path = tmp_path / "lossless.mkv"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("ffv1", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 64, "bgr0"
+        for f in video_frames("red right slow", 30, 0.8):
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="bgr24")):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    with av.open(str(path)) as c:
+        assert c.streams.video[0].frames == 0  # what made it look live
+    out, ev = tmp_path / "out.mkv", tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=0.5", "--events", ev, path, out)
+    assert r.returncode == 0, r.stderr
+    start = next(l for l in r.stderr.splitlines() if l.startswith(f"actionnet: {path} ("))
+    described = re.search(r"\((\d+x\d+), ([\d.]+) fps, ([^)]*)\)", start).group(3)
+    assert "file" in described and "live" not in described, start
+    assert [e["frame"] for e in events(ev)] == list(range(7, 30))  # every window from the T-th frame on
+    assert {e["label"] for e in events(ev)} == {"red right slow"}
+    assert frame_count(out) == 30
+    assert re.search(r"^actionnet: 30 frames, ", r.stderr, re.M) and "dropped" not in r.stderr, r.stderr
+
+
+# -- unreadable pictures: skipped with a warning, counted, never the end of the run ------------
+
+def _summary(path):
+    return [e for e in map(json.loads, open(path)) if e.get("event") == "summary"]
+
+
+def test_an_unreadable_photo_is_skipped_and_the_others_are_labelled(tmp_path):
+    """An image model (clip length 1) labels each photo of a folder. One corrupt file among them
+    used to end the run with exit 2 and remove every picture already written; now it is skipped
+    with one warning, counted in the summary, and the rest are labelled."""
+    import cv2
+    import numpy as np
+
+    model = colour_model(tmp_path / "photo.onnx", clip_length=1)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "a.png"), np.full((40, 60, 3), (40, 40, 220), np.uint8))  # BGR: red
+    (photos / "b.jpg").write_bytes(b"this is not a picture" * 10)
+    cv2.imwrite(str(photos / "c.jpg"), np.full((40, 60, 3), (220, 40, 40), np.uint8))  # blue
+    cv2.imwrite(str(photos / "d.png"), np.full((40, 60, 3), (40, 40, 220), np.uint8))
+    out, ev = tmp_path / "out", tmp_path / "ev.jsonl"
+    # a foreign model: its labels, an even mean (the colour model compares channels) and every photo
+    r = run_cli("--model", model, "--labels", labels, "--mean=0.4,0.4,0.4", "--skip-frames=0", "--threshold=0",
+                "--events", ev, "--headless", photos, str(out) + "/")
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr and "error" not in r.stderr, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    assert warnings == [f"actionnet: warning: skipped {photos / 'b.jpg'}: cannot read image"], r.stderr
+    assert [e["label"] for e in events(ev)] == ["red", "blue", "red"]
+    assert sorted(os.listdir(out)) == ["00000.jpg", "00001.jpg", "00002.jpg"]
+    assert [s["skipped"] for s in _summary(ev)] == [1]
+    last = [l for l in r.stderr.splitlines() if l.startswith("actionnet: 3 frames")]
+    assert len(last) == 1 and "1 unreadable image skipped" in last[0], r.stderr
+
+
+def test_an_unreadable_frame_of_an_image_sequence_is_skipped(synthetic_model, tmp_path):
+    """An image folder as a video: a frame that cannot be read is skipped like a dropped frame,
+    with one warning; the clip model still classifies every full window of the frames read."""
+    import cv2
+
+    from actionnet.export.synthetic import video_frames
+
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(video_frames("blue left slow", 12, 0.8)):
+        cv2.imwrite(str(folder / f"{i:04d}.png"), f)
+    (folder / "0005.png").write_bytes(b"")  # a frame lost on the way: an empty file
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=0", "--events", ev, folder,
+                tmp_path / "o.mkv")
+    assert r.returncode == 0, r.stderr
+    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    assert warnings == [f"actionnet: warning: skipped {folder / '0005.png'}: cannot read image"], r.stderr
+    assert len(events(ev)) == 11 - 8 + 1
+    assert frame_count(tmp_path / "o.mkv") == 11
+    assert [s["skipped"] for s in _summary(ev)] == [1]
+
+
+def test_a_folder_of_only_unreadable_pictures_is_one_error(tmp_path):
+    model = colour_model(tmp_path / "photo.onnx", clip_length=1)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("red\nblue\n")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "a.jpg").write_bytes(b"this is not a picture" * 10)
+    (photos / "b.png").write_bytes(b"")
+    out = tmp_path / "out"
+    r = run_cli("--model", model, "--labels", labels, "--headless", photos, str(out) + "/")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("actionnet: error: ") and str(photos) in lines[0], r.stderr
+    assert f"cannot read any of the 2 images in {photos}" in lines[0]
+    assert not out.exists()

@@ -66,3 +66,78 @@ def test_read_labels(tmp_path):
         read_labels(tmp_path / "e.txt")
     with pytest.raises(LabelError, match="cannot read"):
         read_labels(tmp_path / "missing.txt")
+
+
+# -- --mean, --std, --value-scale: honoured on the host, refused where the graph normalises ------
+
+def _with_spec(path, spec):
+    """Write ``spec`` into the ONNX at ``path``'s metadata, as the export stage does."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for k, v in spec.to_metadata().items():
+        model.metadata_props.add(key=k, value=v)
+    onnx.save(model, str(path))
+    return path
+
+
+def _zero_shot_model(path, t=2, size=8, dim=4):
+    """A raw-frame zero-shot graph: uint8 frames [N, T, H, W, 3] and text embeddings [L, dim] ->
+    one score per label. Its arithmetic does not matter here, only its contract."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [
+        helper.make_node("Cast", ["frames"], ["f"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["f", "axes"], ["m"], keepdims=0),
+        helper.make_node("Unsqueeze", ["m", "one"], ["m1"]),
+        helper.make_node("ReduceSum", ["text", "one"], ["t"], keepdims=0),
+        helper.make_node("Mul", ["m1", "t"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "zero-shot",
+        [helper.make_tensor_value_info("frames", TensorProto.UINT8, ["N", t, size, size, 3]),
+         helper.make_tensor_value_info("text", TensorProto.FLOAT, ["L", dim])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", "L"])],
+        initializer=[helper.make_tensor("axes", TensorProto.INT64, [4], [1, 2, 3, 4]),
+                     helper.make_tensor("one", TensorProto.INT64, [1], [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return _with_spec(path, spec(labels=(), clip_length=t, height=size, width=size, input_name="frames",
+                                 output_name="logits", layout="raw_nthwc", mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25),
+                                 text_input="text", text_encoder="text.onnx", embed_dim=dim))
+
+
+@pytest.mark.parametrize("flag", [dict(mean=(0.1, 0.2, 0.3)), dict(std=(1.0, 1.0, 1.0)), dict(value_scale=1.0)],
+                         ids=["mean", "std", "value_scale"])
+def test_normalisation_overrides_are_refused_for_a_zero_shot_model_that_normalises_in_its_graph(tmp_path, flag):
+    from actionnet.errors import UsageError
+    from actionnet.model import load_action_model
+
+    path = _zero_shot_model(tmp_path / "zs.onnx")
+    with pytest.raises(UsageError, match=r"^--(mean|std|value-scale): .*zs.onnx normalises inside its graph"):
+        load_action_model(str(path), ["run", "jump"], engine="onnxruntime", log=None, **flag)
+
+
+def test_normalisation_overrides_take_effect_for_a_host_normalised_model(tmp_path):
+    """A self-describing float model ([N, 3, T, H, W], layout ncthw) is normalised on the host, so
+    --mean reaches it: grey frames score red when less is taken off red than off blue, and blue
+    the other way round."""
+    import numpy as np
+
+    import actionnet
+    from onnx_models import colour_model
+
+    path = _with_spec(colour_model(tmp_path / "m.onnx"),
+                      spec(labels=("red", "blue"), clip_length=4, height=16, width=16, input_name="0",
+                           output_name="198", layout="ncthw", mean=(0.4, 0.4, 0.4)))
+    grey = np.full((32, 32, 3), 128, np.uint8)
+    got = {}
+    for mean in ((0.0, 0.0, 0.3), (0.3, 0.0, 0.0)):
+        with actionnet.ActionNet(model=str(path), mean=mean, skip_frames=0, threshold=0.0, engine="onnxruntime",
+                                 log=None) as net:
+            assert net.spec.mean == mean
+            got[mean] = [net.classify(grey) for _ in range(4)][-1]
+    assert net.get_class_desc(got[(0.0, 0.0, 0.3)][0]) == "red"
+    assert net.get_class_desc(got[(0.3, 0.0, 0.0)][0]) == "blue"

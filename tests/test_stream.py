@@ -240,6 +240,40 @@ def test_whole_frame_mode_labels_every_stored_frame(exported, tmp_path):
         assert rows[0]["frame"] == 0 and rows[0]["label"] is not None
 
 
+def test_normalisation_flags_are_refused_because_the_graph_normalises(exported, tmp_path):
+    """A streaming export takes raw uint8 frames and scales and normalises them inside its graph,
+    where the host cannot reach: --mean, --std and --value-scale used to be taken and silently
+    ignored (the same scores with and without them). Now they are refused in one line, whole-frame
+    and per person; the model's own values change nothing and are accepted."""
+    import actionnet
+    from detector_fakes import square_detector
+
+    from actionnet.engines.onnxmeta import read_metadata
+    from actionnet.errors import UsageError
+    from actionnet.export.synthetic import write_video
+    from actionnet.persons import PersonActionNet
+
+    model = exported["movinet-a0"]
+    video = tmp_path / "v.mp4"
+    write_video(str(video), [f[..., ::-1].copy() for f in _clips(1, 3, seed=7)[0]])
+    for flag in ("--mean=0.5,0.5,0.5", "--std=2,2,2", "--value-scale=1"):
+        out = tmp_path / "out.mp4"
+        r = run_cli("--model", model, "--skip-frames=0", "--headless", "--no-progress", "--engine", "onnxruntime",
+                    flag, video, out)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1, r.stderr
+        assert lines[0].startswith(f"actionnet: error: {flag.split('=')[0]}: {model} normalises inside its graph")
+        assert "actionnet-export" in lines[0] and not out.exists()
+    with pytest.raises(UsageError, match="--value-scale: .* normalises inside its graph"):
+        PersonActionNet(str(exported["tsm-mobilenetv2"]), str(square_detector(tmp_path / "sq.onnx")),
+                        value_scale=1.0, engine="onnxruntime", log=None)
+    own = ModelSpec.from_metadata(read_metadata(str(model)))
+    with actionnet.ActionNet(model=str(model), mean=own.mean, std=own.std, value_scale=own.value_scale,
+                             engine="onnxruntime", log=None) as net:
+        assert net.spec == own
+
+
 def test_net_reset_starts_the_stream_over(exported):
     import actionnet
 
