@@ -4,24 +4,44 @@ The manifest is ``models/zoo.json`` (``ACTIONNET_ZOO`` points elsewhere, e.g. a 
 Files live under ``$ACTIONNET_HOME`` (default ``~/.cache/actionnet``), one folder per network.
 Downloads go to a temporary file, are hashed while they stream, and are moved into place only
 when the checksum holds, so an interrupted or tampered download never poses as a model.
+
+An ONNX archive may bring its own label list (jetson-inference's ``labels.txt``); it is used only
+when its line count equals the model's outputs, else the shipped list in ``models/labels``, else
+one error naming the file to fix (see :func:`choose_labels`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import mmap
 import os
 import sys
 import tarfile
 import urllib.error
 import urllib.request
 import zipfile
-from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Union
 
 from . import files
-from .errors import ZooError
+from .engines.onnxmeta import _fields
+from .errors import LabelError, ZooError
 from .home import cache_dir
+from .spec import read_labels
+
+# What ``actionnet.export.xclip`` loads from a Hub repository (a test keeps the two in step):
+# named in the offline message, so that a user fetches every file, not just the first one missed.
+HUB_FILES = ("config.json", "model.safetensors or pytorch_model.bin", "vocab.json", "merges.txt", "tokenizer.json",
+             "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json")
+
+
+class DownloadError(ZooError):
+    """A download that did not arrive (no network, refused, 404); ``reason`` says why, so that a
+    caller fetching one file of a larger whole can name the whole in its offline message."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 def manifest_path() -> str:
@@ -42,14 +62,26 @@ def load_manifest(path: Optional[str] = None) -> Dict[str, dict]:
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
-@dataclass
 class ZooEntry:
-    name: str
-    model_path: str
-    labels_path: Optional[str]
-    input_blob: Optional[str] = None
-    output_blob: Optional[str] = None
-    spec_overrides: Dict = field(default_factory=dict)
+    """A resolved network: its model file, label file, blob names and input spec.
+
+    ``labels_path`` may be given as a callable, chosen (and checked) only when first read: a user
+    who passes ``--labels`` never reads it, so a zoo list that does not fit the model cannot stand
+    in the way of the very file that fixes it."""
+
+    def __init__(self, name: str, model_path: str, labels_path: Union[None, str, Callable[[], Optional[str]]],
+                 input_blob: Optional[str] = None, output_blob: Optional[str] = None,
+                 spec_overrides: Optional[Dict] = None):
+        self.name, self.model_path = name, model_path
+        self._labels = labels_path
+        self.input_blob, self.output_blob = input_blob, output_blob
+        self.spec_overrides = dict(spec_overrides or {})
+
+    @property
+    def labels_path(self) -> Optional[str]:
+        if callable(self._labels):
+            self._labels = self._labels()
+        return self._labels
 
 
 def find(name: str, manifest: Dict[str, dict]) -> str:
@@ -83,25 +115,24 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     if fmt not in ("onnx", "torchvision", "xclip", "stream"):
         raise ZooError(f"network {key}: unknown format {fmt!r} in the manifest")
     model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
-    if model is None and fmt == "torchvision":
+    if model is None and fmt in ("torchvision", "stream"):  # a weights file, exported once
         model = candidates(key, e, folder)[0]
         weights = _weights_path(e, folder)
         if weights and os.path.isfile(weights):  # put there by hand (offline), or an export cut short
-            _check_sha256(key, e, _sha256_file(weights), weights, "replace it with the published file")
-            _export_torchvision(key, e, weights, model, log)
+            if e.get("sha256") or e.get("sha256_prefix"):
+                _check_sha256(key, e, _sha256_file(weights), weights, "replace it with the published file")
         else:
             if not download:
                 raise ZooError(_offline_message(key, e, folder, "downloads disabled"))
-            _export_torchvision(key, e, fetch(key, e, folder, log), model, log)
+            weights = fetch(key, e, folder, log)
+        (_export_torchvision if fmt == "torchvision" else _export_stream)(key, e, weights, model, log)
     elif model is None:
         if not download:
             raise ZooError(_offline_message(key, e, folder, "downloads disabled"))
         if fmt == "xclip":  # a Hub repository, exported once (zero-shot, labels at run time)
             _export_xclip(key, e, folder, candidates(key, e, folder)[0], log)
         else:
-            payload = fetch(key, e, folder, log)
-            if fmt == "stream":
-                _export_stream(key, e, payload, candidates(key, e, folder)[0], log)
+            fetch(key, e, folder, log)
         model = next((p for p in candidates(key, e, folder) if os.path.isfile(p)), None)
         if model is None:
             raise ZooError(f"network {key}: the download did not contain {e.get('file')}")
@@ -109,7 +140,88 @@ def resolve(name: str, cache: Optional[str] = None, manifest: Optional[str] = No
     for k in ("mean", "std", "resize_size"):
         if k in spec:
             spec[k] = tuple(spec[k])
-    return ZooEntry(key, model, labels_file(e), e.get("input_blob"), e.get("output_blob"), spec)
+    labels = labels_file(e)
+    if fmt == "onnx":  # a foreign model: nothing inside it says which list fits
+        labels = lambda: choose_labels(key, e, folder, model, log)  # noqa: E731
+    return ZooEntry(key, model, labels, e.get("input_blob"), e.get("output_blob"), spec)
+
+
+def choose_labels(key: str, e: dict, folder: str, model: str, log) -> Optional[str]:
+    """The label file of ONNX network ``key``: the archive's own list when its line count equals
+    the model's outputs, else the shipped list when that does, else a LabelError naming the file
+    to fix.
+
+    jetson-inference reads its archive's ``labels.txt`` and refuses a count mismatch; its docs say
+    1040 classes where the checkpoints have 1039 outputs, so an archive list of another length
+    must not win over the shipped one that fits. When the model's output size cannot be read
+    (a dynamic dimension), the shipped list is taken and the runtime's own check speaks."""
+    shipped = labels_file(e)
+    archived = _archive_labels(e, folder, model)
+    n = output_count(model, e.get("output_blob"))
+    if n is None or not (shipped or archived):
+        return shipped or archived
+    have = {}
+    for path in filter(None, (archived, shipped)):
+        try:
+            have[path] = len(read_labels(path))
+        except LabelError:
+            if path == shipped:
+                raise
+            have[path] = 0  # an unreadable or empty archive list fits nothing
+    if archived and have[archived] == n:
+        return archived
+    if shipped and have[shipped] == n:
+        if archived:
+            print(f"actionnet: {key}: {archived} has {have[archived]} lines but the model has {n} outputs; "
+                  f"using the shipped list {shipped} ({n} classes)", file=log)
+        return shipped
+    fix = shipped or archived
+    found = ", ".join(f"{p} has {c} lines" for p, c in have.items())
+    raise LabelError(f"network {key}: no label list fits the model's {n} outputs ({found}); fix {fix} "
+                     f"(one class name per line, {n} lines) or pass --labels FILE")
+
+
+def _archive_labels(e: dict, folder: str, model: str) -> Optional[str]:
+    """The archive's own label list (``archive_labels`` in the manifest) where it was extracted,
+    or beside a model file copied flat into the network's folder; None when absent."""
+    rel = e.get("archive_labels")
+    if not rel:
+        return None
+    nested = os.path.join(folder, *rel.split("/"))
+    beside = os.path.join(os.path.dirname(model), os.path.basename(rel))
+    return next((p for p in (nested, beside) if os.path.isfile(p)), None)
+
+
+def output_count(path: str, name: Optional[str] = None) -> Optional[int]:
+    """The last dimension (the class count) of output ``name`` (else the first output) as the
+    ONNX file at ``path`` declares it; None when it is not a fixed number or the file is not
+    readable ONNX. Read without the onnx package or an engine, through a memory map: the walk
+    skips the weights by length, so a 250 MB model costs a few pages, not a full read."""
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            return _declared_output_dim(memoryview(mm), name)
+    except (OSError, ValueError, BufferError):
+        return None
+
+
+def _declared_output_dim(buf: memoryview, name: Optional[str]) -> Optional[int]:
+    # ModelProto.graph = 7; GraphProto.output = 12; ValueInfoProto name = 1, type = 2;
+    # TypeProto.tensor_type = 1; TypeProto.Tensor.shape = 2; TensorShapeProto.dim = 1; dim_value = 1
+    def sub(msg, number):
+        return [v for f, w, v in _fields(msg) if f == number and w == 2]
+
+    try:
+        for graph in sub(buf, 7):
+            for out in sub(graph, 12):
+                if name is not None and [bytes(v).decode("utf-8") for v in sub(out, 1)] != [name]:
+                    continue
+                dims = [d for t in sub(out, 2) for tensor in sub(t, 1) for shape in sub(tensor, 2)
+                        for d in sub(shape, 1)]
+                value = [v for f, w, v in _fields(dims[-1]) if f == 1 and w == 0] if dims else []
+                return value[0] if value and value[0] > 0 else None
+        return None
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def candidates(key: str, e: dict, folder: str) -> List[str]:
@@ -152,8 +264,9 @@ def fetch(key: str, e: dict, folder: str, log) -> str:
                     h.update(chunk)
                     out.write(chunk)
         except (urllib.error.URLError, OSError, ValueError) as err:
-            reason = getattr(err, "reason", None) or err
-            raise ZooError(_offline_message(key, e, folder, str(reason))) from None
+            # an HTTP error keeps its status ("HTTP Error 404: Not Found"), others their reason
+            reason = str(err if isinstance(err, urllib.error.HTTPError) else getattr(err, "reason", None) or err)
+            raise DownloadError(_offline_message(key, e, folder, reason), reason) from None
         digest = h.hexdigest()
         if not _check_sha256(key, e, digest, url, "the file was discarded"):
             print(f"actionnet: {key}: no checksum is published for this file; sha256 of the download: {digest}",
@@ -231,7 +344,10 @@ def _export_xclip(key: str, e: dict, folder: str, out: str, log) -> None:
         raise ZooError(f"network {key} is a Hugging Face X-CLIP model and needs the export stage once: "
                        f"pip install 'actionnet[export]', or run actionnet-export xclip {e['hub']} --output {key}.onnx "
                        f"elsewhere and pass --model {key}.onnx (with {key}.text.onnx beside it)") from None
-    hf = hub_download(e["hub"], os.path.join(folder, "hf"), log)
+    try:
+        hf = hub_download(e["hub"], os.path.join(folder, "hf"), log)
+    except DownloadError as err:  # name the repository and all it needs, not the one file missed
+        raise ZooError(_offline_message(key, e, folder, err.reason)) from None
     print(f"actionnet: exporting {key} to {out} (once)", file=log)
     export_xclip(hf, out, log=log)
 
@@ -249,11 +365,25 @@ def _export_stream(key: str, e: dict, weights: str, out: str, log) -> None:
 
 
 def _offline_message(key: str, e: dict, folder: str, reason: str) -> str:
-    """What to fetch, and the exact path(s) to put it at, for a machine without internet access."""
+    """What to fetch, and the exact path(s) to put it at, for a machine without internet access.
+
+    Each kind of entry gets its own instruction: an ONNX file goes where the zoo looks for the
+    model; a weights file (torchvision, stream) keeps its own name where the zoo looks for it and
+    is exported on first use (renamed to .onnx it would be loaded as a model and fail); a Hugging
+    Face repository is several files, all named, in one folder."""
     url = e.get("url")
-    if e.get("format", "onnx") == "torchvision":
-        what = f"fetch {url} and put it at {_weights_path(e, folder)} (exported to ONNX on first use, needs " \
-               "actionnet[export])"
+    fmt = e.get("format", "onnx")
+    head = f"network {key} is not in the local cache and could not be downloaded ({reason}). On a machine " \
+           "with internet access, "
+    if fmt == "xclip":
+        hub, hf = e["hub"], os.path.join(folder, "hf")
+        return (f"{head}download the Hugging Face repository {hub} into {hf} (huggingface-cli download {hub} "
+                f"--local-dir {hf}, or its files {', '.join(HUB_FILES)} from https://huggingface.co/{hub}); it is "
+                "exported to ONNX on first use, needs actionnet[export] (set ACTIONNET_HOME to move the cache), "
+                "or pass --model FILE.onnx written by actionnet-export xclip, with FILE.text.onnx beside it")
+    if fmt in ("torchvision", "stream"):
+        what = f"fetch {url} and put it at {_weights_path(e, folder)} under that name; these weights are " \
+               "exported to ONNX on first use, which needs actionnet[export]"
     else:
         file = e.get("file") or key
         archive = f"{file.split('/')[0]}.tar.gz" if "/" in file else None
@@ -266,6 +396,4 @@ def _offline_message(key: str, e: dict, folder: str, reason: str) -> str:
             what = f"fetch {source} and put the model at "
         places = candidates(key, e, folder)
         what += " or ".join(places)
-    return (f"network {key} is not in the local cache and could not be downloaded ({reason}). "
-            f"On a machine with internet access, {what} (set ACTIONNET_HOME to move the cache), "
-            f"or pass --model FILE --labels FILE")
+    return f"{head}{what} (set ACTIONNET_HOME to move the cache), or pass --model FILE --labels FILE"

@@ -16,7 +16,7 @@ from conftest import run_cli  # noqa: E402
 from train_helpers import pretrain_colour  # noqa: E402
 
 from actionnet.export.train import data as data_mod  # noqa: E402
-from actionnet.export.train.loop import lr_factor  # noqa: E402
+from actionnet.export.train.loop import better, lr_factor, why_best  # noqa: E402
 from actionnet.export.train.synthetic_clips import video, write_dataset  # noqa: E402
 
 TRAIN = "actionnet.export.train.cli"
@@ -57,6 +57,12 @@ def test_finetune_from_colour_to_direction_reaches_90_percent(direction_run):
         img = cv2.imread(str(run / "report" / png))
         assert img is not None and img.shape[0] > 100 and img.std() > 10
     assert "clips/s" in log and "backbone from" in log
+    # the kept epoch follows the rule (accuracy, then loss) and the report says which and why
+    assert m["best_epoch"] == _kept(m["history"])
+    best = m["history"][m["best_epoch"] - 1]
+    assert m["best_val_loss"] == best["val_loss"] and m["best_epoch_reason"] == why_best(m["history"], m["best_epoch"])
+    assert f"kept epoch {m['best_epoch']} (val acc {best['val_acc']:.3f}, val loss {best['val_loss']:.3f}): " \
+           f"{m['best_epoch_reason']}" in log
 
 
 def test_trained_onnx_carries_its_stride_and_labels(direction_run):
@@ -210,3 +216,53 @@ def test_warmup_then_cosine():
     f = [lr_factor(s, 10, 100) for s in range(100)]
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[9:], f[10:])) and f[-1] < 0.01
+
+
+# -- which epoch is kept ---------------------------------------------------------------------
+
+def _kept(history):
+    """The epoch the training loop keeps: ``better`` folded over the history in order."""
+    best = None
+    for row in history:
+        if better(row, best):
+            best = row
+    return best["epoch"]
+
+
+def _rows(accs, losses):
+    return [dict(epoch=i + 1, val_acc=a, val_loss=v) for i, (a, v) in enumerate(zip(accs, losses))]
+
+
+def test_saturated_accuracy_keeps_the_lowest_loss_epoch():
+    """Measured on a small validation set: val acc 1.000 from epoch 3 on, val loss still falling
+    from 2.55 to 0.44. The first of the equals (epoch 3) used to be exported."""
+    h = _rows([0.5, 0.75, 1.0, 1.0, 1.0, 1.0], [3.1, 2.9, 2.55, 1.7, 0.9, 0.44])
+    assert _kept(h) == 6
+    reason = why_best(h, 6)
+    assert "epochs 3, 4, 5" in reason and "lowest validation loss" in reason and "0.440" in reason
+
+
+def test_higher_accuracy_beats_lower_loss():
+    h = _rows([0.5, 0.9, 0.8, 0.8], [1.0, 0.7, 0.3, 0.2])
+    assert _kept(h) == 2
+    assert why_best(h, 2) == "the highest validation accuracy (0.900)"
+    assert better(dict(val_acc=0.9, val_loss=9.0), dict(val_acc=0.8, val_loss=0.1))
+    assert not better(dict(val_acc=1.0, val_loss=0.5), dict(val_acc=1.0, val_loss=0.5))  # a full tie keeps the first
+
+
+def test_report_names_the_kept_epoch_and_why(tmp_path):
+    """metrics.json and the final line both say which epoch was exported and why."""
+    from types import SimpleNamespace
+
+    from actionnet.export.train.loop import Config, Result, kept_line
+    from actionnet.export.train.report import write_report
+
+    h = [dict(r, train_loss=1.0, train_acc=1.0) for r in _rows([0.5, 1.0, 1.0], [2.0, 2.55, 0.44])]
+    result = Result(str(tmp_path), 3, 1.0, h, best_loss=0.44)
+    ds = SimpleNamespace(labels=("a", "b"), skipped=[], counts=lambda split: [1, 1])
+    m = write_report(str(tmp_path / "report"), ds, result, np.eye(2, dtype=np.int64), Config(output=str(tmp_path)))
+    assert (m["best_epoch"], m["best_val_acc"], m["best_val_loss"]) == (3, 1.0, 0.44)
+    assert m["best_epoch_reason"] == ("the highest validation accuracy (1.000), shared with epoch 2; "
+                                      "the lowest validation loss among them (0.440)")
+    assert json.loads((tmp_path / "report" / "metrics.json").read_text())["best_epoch_reason"] == m["best_epoch_reason"]
+    assert kept_line(result) == f"kept epoch 3 (val acc 1.000, val loss 0.440): {m['best_epoch_reason']}"

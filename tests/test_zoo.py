@@ -6,6 +6,7 @@ import hashlib
 import http.server
 import io
 import json
+import re
 import socket
 import tarfile
 import threading
@@ -209,5 +210,186 @@ def test_shipped_manifest_is_consistent():
 
             assert e["arch"] in archs() and e["url"].startswith("https://"), name
         else:
-            assert e["file"].endswith(".onnx") and e["input_blob"] == "0" and e["output_blob"] == "198"
+            # jetson-inference's archives: blob names as its models.json gives them (checked above)
+            assert e["file"].endswith(".onnx") and e["input_blob"] == "0" and e["output_blob"], name
     assert zoo.find("resnet18", m) == "resnet-18"
+
+
+# -- resnet-18/34: jetson-inference's archives and their label lists ----------------------------
+
+# data/networks/models.json of dusty-nv/jetson-inference, "action" section
+JETSON_ACTION = {
+    "resnet-18": {"url": "https://nvidia.box.com/shared/static/rhuvudgijtefzno55092fgwy0xn485n0.gz",
+                  "tar": "Action-ResNet18.tar.gz", "dir": "Action-ResNet18",
+                  "model": "resnet-18-kinetics-moments.onnx", "labels": "labels.txt", "input": "0", "output": "198"},
+    "resnet-34": {"url": "https://nvidia.box.com/shared/static/gr9kgox9zpwh93v0v28f9zjkzr1n4ffs.gz",
+                  "tar": "Action-ResNet34.tar.gz", "dir": "Action-ResNet34",
+                  "model": "resnet-34-kinetics-moments.onnx", "labels": "labels.txt", "input": "0", "output": "350"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(JETSON_ACTION))
+def test_shipped_resnet_entries_match_jetson_inference(name):
+    j, e = JETSON_ACTION[name], zoo.load_manifest()[name]
+    assert e["url"] == j["url"] and e["archive"] == "tar.gz"
+    assert e["file"] == f"{j['dir']}/{j['model']}" and e["archive_labels"] == f"{j['dir']}/{j['labels']}"
+    assert (e["input_blob"], e["output_blob"]) == (j["input"], j["output"])
+    assert e["labels"] == "kinetics700_moments_1039.txt"
+
+
+SHIPPED_1039 = "kinetics700_moments_1039.txt"
+
+
+@pytest.fixture
+def action_archive(tmp_path, monkeypatch):
+    """``make(archive_lines, shipped)``: an Action-ResNet34-style archive (folder with a tiny
+    16x112x112 ONNX, input "0", output "350" of 1039 classes, and a labels.txt of
+    ``archive_lines`` lines) as a file:// URL, a manifest naming it with the label list
+    ``shipped``, and an empty cache."""
+    model = colour_model(tmp_path / "m.onnx", clip_length=16, size=112, output_name="350", classes=1039)
+    monkeypatch.setenv("ACTIONNET_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("ACTIONNET_ZOO", str(tmp_path / "zoo.json"))
+
+    def make(archive_lines: int, shipped: str = SHIPPED_1039):
+        labels = tmp_path / "archive-labels.txt"
+        labels.write_text("".join(f"archive class {i}\n" for i in range(archive_lines)))
+        tar = tmp_path / "Action-Fake34.tar.gz"
+        with tarfile.open(tar, "w:gz") as t:
+            t.add(model, arcname="Action-Fake34/fake-34.onnx")
+            t.add(labels, arcname="Action-Fake34/labels.txt")
+        (tmp_path / "zoo.json").write_text(json.dumps({"fake34": {
+            "format": "onnx", "url": tar.as_uri(), "archive": "tar.gz", "sha256": None,
+            "file": "Action-Fake34/fake-34.onnx", "archive_labels": "Action-Fake34/labels.txt", "labels": shipped,
+            "input_blob": "0", "output_blob": "350"}}))
+        return tmp_path / "cache" / "fake34" / "Action-Fake34"
+
+    return make
+
+
+def test_archive_labels_that_fit_the_model_are_used(action_archive):
+    from actionnet.model import load_action_model
+
+    folder = action_archive(1039)
+    log = io.StringIO()
+    e = zoo.resolve("fake34", log=log)
+    assert Path(e.labels_path) == folder / "labels.txt"
+    eng, spec = load_action_model(e.model_path, e.labels_path, e.input_blob, e.output_blob, log=None)
+    eng.close()
+    assert spec.num_classes == 1039 and spec.labels[0] == "archive class 0" and spec.output_name == "350"
+    assert "using" not in log.getvalue()
+
+
+def test_archive_labels_of_1040_lines_give_way_to_the_shipped_1039(action_archive, synthetic_video):
+    """jetson-inference's docs say 1040 classes; the checkpoints have 1039 outputs. The shipped
+    list is used, one info line says so, and the run goes through."""
+    from actionnet.models import LABELS
+
+    folder = action_archive(1040)
+    r = run_cli("--network=fake34", "--skip-frames=0", "--headless", "--threshold=0", "--events=-",
+                synthetic_video("red right slow", frames=20))
+    assert r.returncode == 0, r.stderr
+    info = [line for line in r.stderr.splitlines() if "labels.txt" in line]
+    assert len(info) == 1, r.stderr
+    assert str(folder / "labels.txt") in info[0] and "1040" in info[0] and "1039" in info[0]
+    assert str(Path(LABELS) / SHIPPED_1039) in info[0]
+    shipped = (Path(LABELS) / SHIPPED_1039).read_text().splitlines()
+    events = [e for e in map(json.loads, r.stdout.splitlines()) if e["event"] == "classification"]
+    assert events and all(e["label"] == shipped[e["class_id"]] for e in events)  # not "archive class N"
+
+
+def test_no_label_list_fits_is_one_line_naming_the_file(action_archive, tmp_path, synthetic_video):
+    from actionnet.model import resolve_network
+
+    wrong = tmp_path / "shipped-1000.txt"
+    wrong.write_text("".join(f"c{i}\n" for i in range(1000)))
+    action_archive(1040, shipped=str(wrong))
+    r = run_cli("--network=fake34", "--headless", synthetic_video("red right slow", frames=20), tmp_path / "o.mp4")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert f"fix {wrong}" in line and "1039" in line and "1000" in line and "--labels FILE" in line
+    assert not (tmp_path / "o.mp4").exists()
+    # the way out the message names: a label file of the user's own wins over both lists
+    mine = tmp_path / "mine.txt"
+    mine.write_text("".join(f"m{i}\n" for i in range(1039)))
+    got = resolve_network("fake34", None, str(mine), None, None, {}, log=io.StringIO())
+    assert got[1] == str(mine)
+
+
+# -- offline messages: what to fetch, and where, for every kind of zoo entry ---------------------
+
+def _offline(name, cache, **kw):
+    with pytest.raises(ZooError) as e:
+        zoo.resolve(name, cache=str(cache), **kw)
+    msg = str(e.value)
+    assert "\n" not in msg and msg.startswith(f"network {name} is not in the local cache")
+    return msg
+
+
+@pytest.mark.parametrize("name", sorted(zoo.load_manifest()))
+def test_offline_message_of_every_shipped_entry(name, tmp_path):
+    """An ONNX archive names its model file; weights exported on first use (torchvision, stream)
+    go where the zoo looks for them under their own name, never renamed to .onnx; a Hugging Face
+    repository names the repository, every file the export loads and their folder."""
+    e = zoo.load_manifest()[name]
+    folder = tmp_path / name
+    msg = _offline(name, tmp_path, download=False)
+    onnx_paths = re.findall(r"(?<!\S)(/\S+\.onnx)", msg)
+    fmt = e.get("format", "onnx")
+    if fmt == "onnx":
+        assert e["url"] in msg and onnx_paths == [str(folder / e["file"]), str(folder / e["file"].split("/")[-1])]
+    elif fmt in ("torchvision", "stream"):
+        weights = folder / e["url"].split("?")[0].rsplit("/", 1)[-1]
+        assert e["url"] in msg and f"put it at {weights} " in msg and not onnx_paths, msg
+        assert "exported to ONNX on first use" in msg and "actionnet[export]" in msg
+    else:
+        assert fmt == "xclip"
+        from actionnet.export.xclip import HUB_FILES, WEIGHT_FILES
+
+        assert f"Hugging Face repository {e['hub']}" in msg and f"into {folder / 'hf'}" in msg
+        assert f"huggingface-cli download {e['hub']} --local-dir {folder / 'hf'}" in msg
+        for f in [f for f, _ in HUB_FILES] + list(WEIGHT_FILES):
+            assert f in msg, f
+        assert not [p for p in onnx_paths if p.startswith(str(folder))], msg
+
+
+def test_stream_weights_offline_then_put_where_the_message_says(tmp_path, monkeypatch):
+    """A download that fails (nothing listens on the port) names the state dict's own path; a
+    file put there is exported from, not downloaded again."""
+    url = f"http://127.0.0.1:{free_port()}/modelA0_stream_statedict_v3?raw=true"
+    (tmp_path / "zoo.json").write_text(json.dumps({"a0": {**zoo.load_manifest()["movinet-a0-stream"], "url": url}}))
+    monkeypatch.setenv("ACTIONNET_ZOO", str(tmp_path / "zoo.json"))
+    msg = _offline("a0", tmp_path, log=io.StringIO())
+    weights = tmp_path / "a0" / "modelA0_stream_statedict_v3"
+    assert f"put it at {weights} " in msg and ".onnx" not in msg.split("(set ACTIONNET_HOME")[0]
+    weights.write_bytes(b"state dict")
+    calls = []
+
+    def export(key, e, w, out, log):
+        calls.append(w)
+        Path(out).write_bytes(b"onnx")
+
+    monkeypatch.setattr(zoo, "_export_stream", export)
+    got = zoo.resolve("a0", cache=str(tmp_path), log=io.StringIO())
+    assert calls == [str(weights)] and Path(got.model_path) == tmp_path / "a0" / "a0.onnx"
+
+
+def test_xclip_offline_names_the_repository_files_and_folder(tmp_path, monkeypatch, synthetic_video):
+    """The Hub answers 404 (a local server with nothing in it): one line that names the
+    repository, its files and the folder, not one file of it as a "network"."""
+    pytest.importorskip("actionnet.export.xclip")
+    (tmp_path / "empty").mkdir()
+    server = Server(tmp_path / "empty")
+    monkeypatch.setenv("ACTIONNET_HF_ENDPOINT", server.url)
+    monkeypatch.setenv("ACTIONNET_HOME", str(tmp_path / "cache"))
+    try:
+        r = run_cli("--network=xclip-base-patch32", "--labels", "a,b", "--headless",
+                    synthetic_video("red right slow", frames=12), tmp_path / "o.mp4")
+    finally:
+        server.stop()
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    hf = tmp_path / "cache" / "xclip-base-patch32" / "hf"
+    assert "network xclip-base-patch32 is not in the local cache" in line and "404" in line, line
+    assert f"huggingface-cli download microsoft/xclip-base-patch32 --local-dir {hf}" in line
+    assert "config.json" in line and "model.safetensors" in line and "pytorch_model.bin" in line
+    assert "microsoft/xclip-base-patch32/config.json" not in line and f"{hf}/config.json" not in line

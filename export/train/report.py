@@ -1,5 +1,5 @@
-"""The training report: ``metrics.json`` (history, best epoch, per-class accuracy, confusion
-matrix, skipped videos, parity) and two pictures, ``confusion.png`` and ``curves.png``.
+"""The training report: ``metrics.json`` (history, the kept epoch and why, per-class accuracy,
+confusion matrix, skipped videos, parity) and two pictures, ``confusion.png`` and ``curves.png``.
 
 The pictures are drawn with OpenCV, which the runtime already needs, rather than matplotlib: a
 heatmap with numbers and two line charts do not justify another dependency.
@@ -24,12 +24,16 @@ def per_class_accuracy(conf: np.ndarray) -> List[float]:
 
 
 def write_report(folder: str, ds, result, conf: np.ndarray, cfg, parity: str = "") -> dict:
+    from .loop import why_best
+
     os.makedirs(folder, exist_ok=True)
     acc = per_class_accuracy(conf)
     metrics = {
         "labels": list(ds.labels),
         "best_epoch": result.best_epoch,
         "best_val_acc": result.best_acc,
+        "best_val_loss": result.best_loss,
+        "best_epoch_reason": why_best(result.history, result.best_epoch),
         "per_class_val_acc": {name: (None if np.isnan(a) else a) for name, a in zip(ds.labels, acc)},
         "confusion_matrix": {"rows": "true class", "columns": "predicted class", "values": conf.tolist()},
         "history": result.history,
