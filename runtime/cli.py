@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--min-duration", type=float, default=0.0, metavar="SECONDS",
                    help="a new label is reported only after it has been the top class this long (default 0: at once)")
     o = p.add_argument_group("output")
-    o.add_argument("--events", help="write JSON-lines events to this file, or - for stdout (default: no events)")
+    o.add_argument("--events", action="append", default=[], metavar="FILE|-|URI",
+                   help="write JSON-lines events to this file, - for stdout, or a broker URI (mqtt://HOST/TOPIC); "
+                        "may be given more than once (default: no events)")
     o.add_argument("--headless", action="store_true", help="no display window")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--timings", action="store_true", help="print a per-stage time table at the end")
@@ -161,7 +163,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
                           codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout)
     return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
-                     events=args.events, headless=args.headless, progress=not args.no_progress,
+                     events=tuple(args.events), headless=args.headless, progress=not args.no_progress,
                      timings=args.timings).validate()
 
 
@@ -186,7 +188,7 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
 def run(config: RunConfig, log=sys.stderr) -> int:
     """Open the source, the analyser and the outputs, in that order (a bad input costs no model
     load), run the loop, and say what came of it."""
-    from .outputs import EventSink, open_output
+    from .outputs import open_events, open_output
     from .pipeline import Progress, StopFlag, run as run_loop, summary_line
     from .sources import SourceOptions, video_source
 
@@ -199,14 +201,15 @@ def run(config: RunConfig, log=sys.stderr) -> int:
     try:
         analyser = open_analyser(config, float(source.rate or 30.0), log)
         # outputs last, once the source and the model are known good; removed again on failure
-        if config.events:
-            events = EventSink(config.events)
+        events = open_events(config.events, log=log)
         if config.output_uri:
             output = open_output(config.output_uri, source.rate, log=log, headless=config.headless)
+            if getattr(output, "events", None) is not None:  # an output that shows the events too (a page)
+                events.add(output.events)
         print(f"actionnet: {source.describe()} -> {config.output or '-'}; {analyser.describe()}", file=log)
         progress = Progress(source.frame_count, log) if config.progress and log.isatty() else None
         with StopFlag() as stop:
-            stats = run_loop(source, analyser, output=output, events=events, progress=progress, stop=stop)
+            stats = run_loop(source, analyser, output=output, events=events or None, progress=progress, stop=stop)
     except BaseException:
         if output is not None:
             output.close(keep=False)

@@ -164,7 +164,7 @@ class RunConfig:
     classifier: ClassifierOptions = field(default_factory=ClassifierOptions)
     persons: Optional[PersonOptions] = None  # per-person mode when set
     source: SourceConfig = field(default_factory=SourceConfig)
-    events: Optional[str] = None  # a file, or "-" for stdout
+    events: Tuple[str, ...] = ()  # sinks: files, "-" for stdout, URIs (mqtt://...), as many as given
     headless: bool = False
     progress: bool = True
     timings: bool = False
@@ -185,11 +185,23 @@ class RunConfig:
         return self
 
 
-def check_paths(input: str, output: Optional[str], events: Optional[str]) -> None:
+def is_uri(name: str) -> bool:
+    """``scheme://...``: a network sink or output, not a path on this machine."""
+    return "://" in name and name.split("://", 1)[0].isalnum()
+
+
+def check_paths(input: str, output: Optional[str], events: Sequence[str]) -> None:
     """Refuse outputs that would overwrite the input or each other."""
     if output and os.path.abspath(output) == os.path.abspath(input):
         raise UsageError("output would overwrite the input; choose another output path")
-    if events and events != "-":
+    seen = set()
+    for events in events:
+        key = events if events == "-" or is_uri(events) else os.path.abspath(events)
+        if key in seen:
+            raise UsageError(f"--events {events} is given twice")
+        seen.add(key)
+        if key is events:
+            continue
         for what, path in (("input", input), ("output", output)):
             if path and os.path.abspath(events) == os.path.abspath(path):
                 raise UsageError(f"--events would overwrite the {what} {path}; choose another events file")

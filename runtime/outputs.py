@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from fractions import Fraction
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -296,6 +296,57 @@ class EventSink(Events):
         if self._f is not None and self._f is not sys.stdout:
             self._f.close()
         self._f = None
+
+
+class EventFanout(Events):
+    """Every event to every sink, in order: ``--events`` given more than once (a file and a
+    broker), plus an output that shows the events itself. Each sink is closed even when another
+    fails to; the first failure is raised after all are closed."""
+
+    def __init__(self, sinks: Sequence[Events] = ()):
+        self.sinks = list(sinks)
+
+    def add(self, sink: Events) -> None:
+        self.sinks.append(sink)
+
+    @property
+    def stopped(self) -> bool:
+        return any(s.stopped for s in self.sinks)
+
+    def __bool__(self) -> bool:
+        return bool(self.sinks)
+
+    def write(self, event: dict) -> None:
+        for s in self.sinks:
+            s.write(event)
+
+    def close(self, keep: bool = True) -> None:
+        first = None
+        for s in self.sinks:
+            try:
+                s.close(keep)
+            except Exception as e:  # noqa: BLE001 - the others still get closed
+                first = first or e
+        if first is not None:
+            raise first
+
+
+def open_events(uris: Sequence[str], log=sys.stderr) -> EventFanout:
+    """The sinks ``--events`` names: a file, ``-`` (stdout), or a URI whose scheme names a sink."""
+    from .config import is_uri
+
+    sinks = EventFanout()
+    try:
+        for uri in uris:
+            if not is_uri(uri):
+                sinks.add(EventSink(uri))
+                continue
+            scheme = uri.split("://", 1)[0].lower()
+            raise UsageError(f"--events {uri}: unknown scheme {scheme}:// (a file, - for stdout)")
+    except BaseException:
+        sinks.close()
+        raise
+    return sinks
 
 
 def display_available(cv2=None, env=None) -> bool:

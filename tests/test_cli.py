@@ -358,3 +358,18 @@ def test_a_folder_of_only_unreadable_pictures_is_one_error(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("actionnet: error: ") and str(photos) in lines[0], r.stderr
     assert f"cannot read any of the 2 images in {photos}" in lines[0]
     assert not out.exists()
+
+
+def test_events_given_twice_go_to_both_files_and_a_name_given_twice_is_refused(synthetic_model, synthetic_video, tmp_path):
+    """--events is a list of sinks (a file and a broker, say): every sink gets every line, in order."""
+    video = synthetic_video("red left slow")
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--headless", "--events", a, "--events", b, video)
+    assert r.returncode == 0, r.stderr
+    lines = a.read_text().splitlines()
+    assert lines and lines == b.read_text().splitlines()
+    assert json.loads(lines[-1])["event"] == "summary"
+    r = run_cli("--model", synthetic_model, "--headless", "--events", a, "--events", str(tmp_path / "." / "a.jsonl"), video)
+    assert r.returncode == 2 and "given twice" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("--model", synthetic_model, "--headless", "--events", "kafka://broker/topic", video)
+    assert r.returncode == 2 and "unknown scheme kafka://" in r.stderr.strip().splitlines()[-1]
