@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Optional
 
 import numpy as np
 
 from actionnet import files
 from actionnet.errors import ModelError
-from actionnet.spec import COLOR_ORDERS, RESIZE_MODES, foreign_spec, read_labels
+from actionnet.spec import COLOR_ORDERS, RESIZE_MODES, ModelSpec, foreign_spec, read_labels
 
 HELP = "check a foreign action ONNX against its label file and write it with actionnet metadata"
 
@@ -55,8 +56,6 @@ def run(args) -> int:
 def annotate(path: str, labels: str, output: str, input_blob=None, output_blob=None, **overrides):
     import onnx
 
-    from .onnx_export import add_metadata
-
     try:
         model = onnx.load(path)
     except FileNotFoundError:
@@ -83,6 +82,22 @@ def annotate(path: str, labels: str, output: str, input_blob=None, output_blob=N
     onnx.checker.check_model(model)
     _save_atomic(model, output)
     return spec
+
+
+def add_metadata(path_or_model, spec: ModelSpec, extra: Optional[dict] = None):
+    """Stamp ``spec`` (and ``extra`` string pairs) into an ONNX model's metadata_props. Here,
+    not in onnx_export (PyTorch code), so that annotating a foreign ONNX needs no torch."""
+    import onnx
+
+    model = onnx.load(path_or_model) if isinstance(path_or_model, (str, os.PathLike)) else path_or_model
+    props = dict(spec.to_metadata())
+    props.update({k: str(v) for k, v in (extra or {}).items()})
+    keep = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(keep)
+    for k, v in props.items():
+        model.metadata_props.add(key=k, value=v)
+    return model
 
 
 def _dims(value_info):

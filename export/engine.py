@@ -34,7 +34,7 @@ def run(args) -> int:
         precision = "int8" if default_precision(args.model) == "int8" else "fp16"
     h = build_engine(args.model, args.output, precision=precision or "fp16", max_batch=args.max_batch,
                      opt_batch=args.opt_batch, workspace_mb=args.workspace, dla_core=args.dla,
-                     timing_cache=args.timing_cache)
+                     timing_cache=args.timing_cache, log=sys.stderr)  # the stderr of now, not of import time
     print(f"actionnet-export: wrote {args.output} ({h.precision}, TensorRT {h.trt_version}, {h.gpu_name}, "
           f"compute {h.compute_capability}, max batch {h.max_batch}; {h.precision_from})", file=sys.stderr)
     return 0

@@ -13,6 +13,11 @@ size, crop size, mean, std), as for the video models; a one-number resize is our
 interpolation; the runtime uses OpenCV's area/linear resize, so real-photo scores differ from
 torchvision's reference by a little (parity below is measured on the exported graph itself).
 
+Which weights' metadata: torchvision's ``DEFAULT`` unless ``--preset`` names others. DEFAULT is
+V2 for ResNet-50 and MobileNetV3-Large (short side 232, a newer training recipe); a checkpoint
+fine-tuned from V1 weights was trained at V1's 256, which nothing in the checkpoint records, so
+its author says ``--preset IMAGENET1K_V1``.
+
 timm checkpoints: timm's ResNets use torchvision's parameter names, so ``resnet50.a1_in1k``
 weights load into ``--arch resnet50`` as they are; timm's MobileNetV3/EfficientNet name their
 layers differently (``conv_stem``, ``blocks``) and are refused with the first key that does not fit.
@@ -20,18 +25,16 @@ layers differently (``conv_stem``, ``blocks``) and are refused with the first ke
 
 from __future__ import annotations
 
+import sys
 from typing import Optional, Sequence
 
 from torch import nn
 
-from actionnet.errors import ModelError
+from actionnet.errors import ModelError, UsageError
 from actionnet.spec import ModelSpec, read_labels
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "mobilenet_v3_large", "mobilenet_v3_small",
-         "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3")
-# timm-style and hyphenated spellings users type (the issue's "mobilenetv3_large")
-ALIASES = {"mobilenetv3_large": "mobilenet_v3_large", "mobilenetv3_large_100": "mobilenet_v3_large",
-           "mobilenetv3_small": "mobilenet_v3_small", "mobilenetv3_small_100": "mobilenet_v3_small"}
+from .image import ALIASES, ARCHS
+
 TINY = "tiny2d"  # the small synthetic-test network (tests and trials)
 TINY_SIZE = 32
 
@@ -95,18 +98,32 @@ def build(arch: str, num_classes: int) -> ImageAsClip:
     return ImageAsClip(build_2d(arch, num_classes))
 
 
-def spec_from_weights(arch: str, labels: Optional[Sequence[str]] = None, size: Optional[int] = None) -> ModelSpec:
-    """The deployment spec of ``arch`` as torchvision's default weights measured it (ImageNet
-    categories unless ``labels`` replace them)."""
+def weights_preset(arch: str, preset: Optional[str] = None):
+    """torchvision's weights ``preset`` of ``arch`` (DEFAULT without one); a name it does not
+    have for that architecture is refused with the names it has."""
+    from torchvision.models import get_model_weights
+
+    enum = get_model_weights(arch)
+    name = (preset or "DEFAULT").upper()
+    if name != "DEFAULT" and name not in enum.__members__:
+        raise UsageError(f"--preset {preset}: torchvision's {arch} weights are "
+                         f"{', '.join(w.name for w in enum)} (or DEFAULT, {enum.DEFAULT.name})")
+    return enum[name]
+
+
+def spec_from_weights(arch: str, labels: Optional[Sequence[str]] = None, size: Optional[int] = None,
+                      preset: Optional[str] = None) -> ModelSpec:
+    """The deployment spec of ``arch`` as torchvision's weights ``preset`` (DEFAULT without)
+    measured it (ImageNet categories unless ``labels`` replace them)."""
     arch = canonical(arch)
+    if arch == TINY and preset:
+        raise UsageError(f"--preset: {TINY} has no torchvision weights")
     if arch == TINY:
         s = size or TINY_SIZE
         return ModelSpec(labels=tuple(labels or ("a", "b")), clip_length=1, height=s, width=s, input_name="frames",
                          output_name="logits", layout="raw_nthwc", color_order="RGB", resize_mode="squash",
                          resize_size=(s, s), mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25), skip_frames=0, arch=TINY)
-    from torchvision.models import get_model_weights
-
-    w = get_model_weights(arch).DEFAULT
+    w = weights_preset(arch, preset)
     t = w.transforms()
     crop = tuple(int(v) for v in t.crop_size)
     crop = crop * 2 if len(crop) == 1 else crop
@@ -133,16 +150,22 @@ def load_weights(net: nn.Module, arch: str, weights: str, allow_pickle: bool = F
 
 
 def export_image(arch: str, output: str, weights: Optional[str] = None, labels: Optional[str] = None,
-                 size: Optional[int] = None, log=None, check_parity: bool = True, allow_pickle: bool = False):
-    """Write ``arch`` (``weights`` loaded; random weights without) as a T=1 self-describing ONNX.
-    The head size comes from the checkpoint, so a fine-tune (Stanford40's 40 classes) loads as is."""
+                 size: Optional[int] = None, log=None, check_parity: bool = True, allow_pickle: bool = False,
+                 preset: Optional[str] = None):
+    """Write ``arch`` (``weights`` loaded; random weights without) as a T=1 self-describing ONNX,
+    preprocessed as torchvision's weights ``preset`` (DEFAULT without). The head size comes from
+    the checkpoint, so a fine-tune (Stanford40's 40 classes) loads as is."""
     from .checkpoints import head_classes, read_state_dict
     from .onnx_export import export_clip_model
 
     arch = canonical(arch)
     label_list = read_labels(labels) if labels else None
+    spec = spec_from_weights(arch, label_list, size, preset)
+    if arch != TINY:  # V1 or V2 changes the resize: say which was taken, a fine-tune may need the other
+        print(f"actionnet-export: preprocessing of torchvision's {arch} {weights_preset(arch, preset).name} weights "
+              f"(short side {spec.resize_size[0]}, crop {spec.height}x{spec.width}); --preset names others",
+              file=log or sys.stderr)
     state = read_state_dict(weights, allow_pickle=allow_pickle) if weights else None
-    spec = spec_from_weights(arch, label_list, size)
     if state is not None:
         n = head_classes(state, head_key(arch))
         if n is not None and n != spec.num_classes:

@@ -157,15 +157,17 @@ def classifier_head(path: str) -> list:
 
 
 def run(args) -> int:
+    # log=sys.stderr as it is now, not the default bound at import: main() called in-process
+    # (tests, notebooks) may have replaced it since
     from .quantize_detector import is_detector, quantize_detector
 
     if os.path.isfile(args.model) and is_detector(args.model):
         # a person detector: calibrated on frames, gated on finding the same people
         quantize_detector(args.model, args.calib, args.output, frames=args.max_clips, holdout=args.holdout,
                           min_agreement=args.min_agreement, force=args.force, activations=args.activations or "u8",
-                          per_channel=not args.per_tensor, method=args.method)
+                          per_channel=not args.per_tensor, method=args.method, log=sys.stderr)
         return 0
     quantize(args.model, args.calib, args.output, skip_frames=args.skip_frames, max_clips=args.max_clips,
              holdout=args.holdout, min_agreement=args.min_agreement, force=args.force, method=args.method,
-             per_channel=not args.per_tensor, activations=args.activations or "s8")
+             per_channel=not args.per_tensor, activations=args.activations or "s8", log=sys.stderr)
     return 0

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import warnings
 from typing import List, Optional, Sequence
 
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from actionnet import files
 from actionnet.errors import ModelError
 from actionnet.spec import ModelSpec, StateSpec, read_labels
 
@@ -164,7 +164,7 @@ def initial_states(spec: ModelSpec, batch: int = 1) -> List[np.ndarray]:
 
 
 def stream_parity(wrapped: RawStreamModel, onnx_path: str, spec: ModelSpec, clips: np.ndarray,
-                  rtol: float = 1e-3, atol: float = 1e-4) -> ParityReport:
+                  rtol: float = 1e-3) -> ParityReport:
     """ONNX Runtime stepped frame by frame vs PyTorch on the whole clip, every frame compared."""
     import onnxruntime as ort
 
@@ -182,7 +182,7 @@ def stream_parity(wrapped: RawStreamModel, onnx_path: str, spec: ModelSpec, clip
         states = out[1:]
     got = np.stack(got, 1)
     # every frame's scores are a row: the report counts frames, not clips
-    return parity_report(ref.reshape(-1, ref.shape[-1]), got.reshape(-1, got.shape[-1]), rtol, atol)
+    return parity_report(ref.reshape(-1, ref.shape[-1]), got.reshape(-1, got.shape[-1]), rtol)
 
 
 def export_stream_model(model: nn.Module, spec: ModelSpec, output: str, parity_clips: int = 2, steps: int = 6,
@@ -197,7 +197,7 @@ def export_stream_model(model: nn.Module, spec: ModelSpec, output: str, parity_c
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise ModelError(f"cannot write {output}: folder {out_dir} does not exist")
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", prefix=".export-", dir=out_dir)
+    fd, tmp = files.mkstemp(out_dir, prefix=".export-", suffix=".onnx")
     os.close(fd)
     inputs = [spec.input_name] + [st.name for st in spec.states]
     outputs = [spec.output_name] + [st.output for st in spec.states]

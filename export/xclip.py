@@ -22,12 +22,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import warnings
 from typing import List, Sequence
 
 import numpy as np
 
+from actionnet import files
 from actionnet.errors import ModelError, UsageError
 from actionnet.spec import ModelSpec
 
@@ -281,7 +281,7 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
     from actionnet.cliptok import ClipTokenizer
     from actionnet.zeroshot import TEXT_PREFIX, prompts_from
 
-    from .onnx_export import add_metadata
+    from .custom import add_metadata
 
     log = log or sys.stderr
     prompts = prompts_from(labels) if labels else ()
@@ -315,7 +315,7 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
     tmp_files: List[str] = []
 
     def tmp() -> str:
-        fd, p = tempfile.mkstemp(suffix=".onnx", prefix=".export-", dir=out_dir)
+        fd, p = files.mkstemp(out_dir, prefix=".export-", suffix=".onnx")
         os.close(fd)
         tmp_files.append(p)
         return p
@@ -366,7 +366,7 @@ def export_xclip(source: str, output: str, labels=None, check_parity: bool = Tru
                 os.remove(p)
 
 
-def _report(ref: np.ndarray, got: np.ndarray, rtol: float = 1e-3, atol: float = 1e-4):
+def _report(ref: np.ndarray, got: np.ndarray, rtol: float = 1e-3):
     from .onnx_export import parity_report
 
-    return parity_report(ref, got, rtol, atol)
+    return parity_report(ref, got, rtol)

@@ -126,6 +126,78 @@ def test_export_cli_takes_timm_style_names(tmp_path):
                  "--output", str(tmp_path / "n.onnx")]) != 0
 
 
+def test_preset_decides_the_preprocessing_written_into_the_model(tmp_path, capsys):
+    """torchvision's DEFAULT weights of ResNet-50 and MobileNetV3-Large are V2 (short side 232); a
+    checkpoint fine-tuned from V1 says --preset IMAGENET1K_V1 and gets V1's 256. A name torchvision
+    does not have for that architecture is one line listing the ones it has."""
+    pytest.importorskip("torchvision")
+    from actionnet.errors import ActionNetError
+    from actionnet.export.cli import main
+    from actionnet.export.image_models import spec_from_weights
+
+    for arch in ("resnet50", "mobilenet_v3_large"):
+        v1, v2 = (spec_from_weights(arch, ("a", "b"), preset=p) for p in ("IMAGENET1K_V1", "IMAGENET1K_V2"))
+        default = spec_from_weights(arch, ("a", "b"))
+        assert (v1.resize_size, v2.resize_size, default.resize_size) == ((256,), (232,), (232,))
+        assert v1.height == v2.height == 224 and v1.mean == v2.mean and v1.std == v2.std
+    labels = tmp_path / "l.txt"
+    labels.write_text("a\nb\n")
+    resized = {}
+    for preset in ("IMAGENET1K_V1", "imagenet1k_v2"):  # in any case
+        out = tmp_path / f"{preset}.onnx"
+        capsys.readouterr()
+        assert main(["image", "--arch", "mobilenetv3_large", "--preset", preset, "--labels", str(labels),
+                     "--size", "64", "--output", str(out)]) == 0
+        assert preset.upper() in capsys.readouterr().err  # the preset used is said
+        resized[preset.upper()] = _spec(out).resize_size
+    assert resized == {"IMAGENET1K_V1": (round(256 * 64 / 224),), "IMAGENET1K_V2": (round(232 * 64 / 224),)}
+    for arch, preset, choices in (("mobilenet_v3_large", "IMAGENET1K_V3", "IMAGENET1K_V1, IMAGENET1K_V2"),
+                                  ("resnet18", "IMAGENET1K_V2", "IMAGENET1K_V1")):
+        capsys.readouterr()
+        assert main(["image", "--arch", arch, "--preset", preset, "--output", str(tmp_path / "x.onnx")]) != 0
+        err = capsys.readouterr().err
+        errors = [line for line in err.splitlines() if line.startswith("actionnet-export: error:")]
+        assert len(errors) == 1 and "Traceback" not in err and preset in errors[0] and choices in errors[0], err
+        with pytest.raises(ActionNetError, match=choices):
+            spec_from_weights(arch, preset=preset)
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_parity_is_relative_to_the_scale_of_the_outputs(tmp_path):
+    """Random MobileNet weights give logits of about 1e-10: a fixed absolute tolerance (1e-4) let
+    any graph pass. The check is relative to the outputs' scale: float rounding (about 1e-6 of
+    it) passes, an ONNX whose head is 1 % off fails, however small the logits."""
+    import onnx
+    from onnx import numpy_helper
+
+    from actionnet.export import onnx_export
+    from actionnet.export.image_models import build, spec_from_weights
+
+    rng = np.random.default_rng(0)
+    tiny = rng.normal(0, 1e-10, (4, 10)).astype(np.float32)
+    assert onnx_export.parity_report(tiny, tiny * (1 + 2e-6)).ok
+    assert not onnx_export.parity_report(tiny, tiny * 1.01).ok
+    assert not onnx_export.parity_report(tiny, tiny + 1e-11).ok
+
+    torch.manual_seed(0)
+    spec = spec_from_weights("mobilenet_v3_small", ("a", "b", "c"), 32)
+    model = build("mobilenet_v3_small", 3).eval()
+    out = tmp_path / "m.onnx"
+    report = onnx_export.export_clip_model(model, spec, str(out), log=open(os.devnull, "w"))
+    assert report.ok and report.tolerance < 1e-9  # the logits are tiny, and so is what is allowed
+    m = onnx.load(str(out))
+    head = [n for n in m.graph.node if n.op_type in ("Gemm", "MatMul")][-1]
+    for init in m.graph.initializer:
+        if init.name == head.input[1]:
+            init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init) * np.float32(1.01), init.name))
+    onnx.save(m, str(tmp_path / "perturbed.onnx"))
+    wrapped = onnx_export.RawClipModel(model, spec.replace(layout="raw_nthwc")).eval()
+    clips = onnx_export.sample_clips(spec, 2)
+    assert onnx_export.parity(wrapped, str(out), clips).ok
+    broken = onnx_export.parity(wrapped, str(tmp_path / "perturbed.onnx"), clips)
+    assert not broken.ok and broken.max_abs_diff > broken.tolerance, broken
+
+
 def test_photo_in_annotated_photo_out(tmp_path, colour_model):
     import cv2
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import stat
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,7 +17,6 @@ import pytest
 
 from actionnet import zoo
 from actionnet.errors import ZooError
-from conftest import ROOT
 
 TRAIN = "actionnet.export.train.cli"
 EXPORT = "actionnet.export.cli"
@@ -89,36 +88,104 @@ def test_exported_annotated_engine_and_downloaded_files_follow_the_umask(tmp_pat
     assert [p.name for p in (tmp_path / "cache" / "w").iterdir()] == ["w.bin"]  # no temporary file left
 
 
-# -- 3, 4. the README's Quick start: two commands; .ci/run runs the same test command ----------
+@pytest.fixture(scope="module")
+def small_onnx(tmp_path_factory):
+    """An untrained self-describing clip model: the commands below only need its shape and spec."""
+    torch = pytest.importorskip("torch")
+    from actionnet.export.onnx_export import export_clip_model
+    from actionnet.export.synthetic import test_model_spec, tiny_net
 
-def quick_start():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    sections = re.split(r"^## ", text, flags=re.M)
-    assert sections[1].startswith("Quick start\n"), "the README must open with a Quick start section"
-    block = re.search(r"^```[a-z]*\n(.*?)^```", sections[1], flags=re.M | re.S)
-    assert block, "the Quick start has no code block"
-    return [line for line in block.group(1).splitlines() if line.strip()], text
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("small") / "small.onnx"
+    export_clip_model(tiny_net(2), test_model_spec(("a", "b")), str(path), log=open(os.devnull, "w"))
+    return path
 
 
-def test_quick_start_is_two_commands_and_ci_runs_its_test_command():
-    lines, readme = quick_start()
-    assert len(lines) == 2, lines
-    run, test = ([c.strip() for c in line.split("&&")] for line in lines)
-    assert "pip install -e ." in run and run[-1] == "actionnet input.mp4 output.mp4"
-    # the second line installs what the tests need (the extras it names carry pytest) and runs them
-    installs = [c for c in test[:-1] if c.startswith("pip install")]
-    extras = re.search(r"-e '?\.\[([a-z,]+)\]'?", " ".join(installs))
-    assert extras and "dev" in extras.group(1).split(","), test
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    dev = re.search(r"^dev = \[(.*)\]$", pyproject, flags=re.M)
-    assert dev and "pytest" in dev.group(1)
-    command = test[-1]
-    assert shlex.split(command)[:3] == ["python", "-m", "pytest"]
-    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
-    assert command in ci, f"{command!r} is not a line of .ci/run"
-    # the Install section says how to get the test runner and CPU-only PyTorch
-    install = readme.split("\n## Install\n", 1)[1].split("\n## ", 1)[0]
-    assert "'.[dev]'" in install and "--index-url https://download.pytorch.org/whl/cpu" in install
+def _command_inputs(command, src: Path, out: Path, small_onnx, monkeypatch):
+    """(entry point module, arguments) of the cheapest real run of ``command``, its inputs in
+    ``src``, everything it writes in ``out``."""
+    labels = src / "labels.txt"
+    labels.write_text("a\nb\n")
+    if command == "action":
+        pytest.importorskip("torchvision")
+        return EXPORT, ["action", "--arch", "mc3_18", "--random", "--labels", labels, "--clip-length", 2, "--size", 32,
+                        "--output", out / "m.onnx"]
+    if command == "image":
+        pytest.importorskip("torchvision")
+        return EXPORT, ["image", "--arch", "resnet18", "--labels", labels, "--size", 32, "--output", out / "m.onnx"]
+    if command == "onnx":
+        from onnx_models import colour_model
+
+        return EXPORT, ["onnx", colour_model(src / "foreign.onnx"), "--labels", labels, "--output", out / "m.onnx"]
+    if command == "stream":
+        torch = pytest.importorskip("torch")
+        from actionnet.export.stream import build
+
+        torch.manual_seed(0)
+        torch.save(build("movinet-a0", 2).state_dict(), src / "w.pth")
+        return EXPORT, ["stream", "--arch", "movinet-a0", "--weights", src / "w.pth", "--labels", labels,
+                        "--size", 32, "--output", out / "m.onnx"]
+    if command == "xclip":
+        torch = pytest.importorskip("torch")
+        pytest.importorskip("transformers")
+        import xclip_fixtures as xf
+        from transformers import XCLIPModel
+
+        torch.manual_seed(0)
+        n = xf.write_tokenizer_files(str(src), 2000)
+        xf.save_hf_folder(XCLIPModel(xf.tiny_config(n, frames=4, image=32, patch=16)).eval(), str(src), 32, 2000)
+        return EXPORT, ["xclip", src, "--output", out / "z.onnx"]  # and z.text.onnx beside it
+    if command == "yolo":
+        pytest.importorskip("ultralytics")
+        return EXPORT, ["yolo", "yolov8n.yaml", "--imgsz", 96, "--output", out / "y.onnx"]
+    if command == "quantize":
+        from conftest import write_clip_folders
+
+        return EXPORT, ["quantize", small_onnx, "--calib", write_clip_folders(src, per_label=1), "--skip-frames", 0,
+                        "--force", "--output", out / "q.onnx"]
+    if command == "fp16":
+        pytest.importorskip("onnxconverter_common")
+        return EXPORT, ["fp16", small_onnx, "--output", out / "h.onnx"]
+    if command == "engine":  # the fake TensorRT 11 (tests/fake_tensorrt.py) builds a real engine file
+        import fake_tensorrt
+        from test_tensorrt import install_cuda
+
+        monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt.load("11"))
+        install_cuda(monkeypatch, "cuda-python-13")
+        return EXPORT, ["engine", small_onnx, "--precision", "fp32", "--output", out / "m.engine"]
+    if command == "triton":
+        return EXPORT, ["triton", small_onnx, "--repo", out / "repo", "--backend", "python"]
+    if command == "train":
+        pytest.importorskip("torch")
+        import cv2
+
+        for i, colour in enumerate(((0, 0, 255), (255, 0, 0))):
+            (src / "data" / "ab"[i]).mkdir(parents=True)
+            for j in range(3):
+                cv2.imwrite(str(src / "data" / "ab"[i] / f"{j}.png"), np.full((24, 24, 3), colour, np.uint8))
+        return TRAIN, ["--arch", "tiny2d", "--data", src / "data", "--epochs", 1, "--batch-size", 2, "--workers", 0,
+                       "--device", "cpu", "--output", out / "run"]
+    raise AssertionError(command)
+
+
+@pytest.mark.parametrize("command", ["action", "image", "onnx", "stream", "xclip", "yolo", "quantize", "fp16",
+                                     "engine", "triton", "train"])
+def test_every_export_command_writes_with_the_umask(command, tmp_path, monkeypatch, capfd, small_onnx):
+    """Each command of actionnet-export (and actionnet-train) run for real on the smallest model
+    it takes, under umask 027: every file it leaves has 0640, every folder 0750 (mkstemp's 0600
+    and a hard-coded 0644 both fail), and no temporary file is left beside them."""
+    src, out = tmp_path / "src", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    module, args = _command_inputs(command, src, out, small_onnx, monkeypatch)
+    with umask(0o027) as want:
+        r = run_main(module, capfd, *args)
+    assert r.returncode == 0, r.stderr
+    written = sorted(out.rglob("*"))
+    assert [p for p in written if p.is_file()], "nothing written"
+    assert not [p.name for p in written if p.name.startswith(".") or ".tmp" in p.name or ".partial" in p.name]
+    modes = {str(p.relative_to(out)): oct(mode(p)) for p in written}
+    assert modes == {k: oct(0o777 & ~0o027 if (out / k).is_dir() else want) for k in modes}
 
 
 # -- 4. the zoo offline: exact paths in the message, the model found flat or nested ------------
