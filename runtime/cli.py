@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-codec", help="V4L2: mjpeg, yuyv, h264, raw (default: MJPG where offered); "
                                          "RTP: h264, h265, mjpeg, mpeg4 (default h264)")
     g.add_argument("--input-flip", type=int, default=0, help="CSI: nvvidconv flip-method 0-7 (default 0)")
+    g.add_argument("--live", action="store_true",
+                   help="play a file or image folder at its own frame rate, as a camera: frames the analysis "
+                        "cannot keep up with are dropped and counted (default: files are read exactly, every frame)")
+    g.add_argument("--input-loop", type=int, default=1, metavar="N",
+                   help="play a file or image folder N times, -1 for ever (default 1)")
     g.add_argument("--reconnect-timeout", type=float, default=30.0,
                    help="seconds to keep reconnecting a lost camera or stream before giving up (default 30)")
     c = p.add_argument_group("classification")
@@ -161,7 +166,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
             crop_mode=args.crop_mode, max_batch=args.max_batch, detect_every=args.detect_every,
             detector_engine=args.detector_engine)
     source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
-                          codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout)
+                          codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout,
+                          live=args.live, loop=args.input_loop)
     return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
                      events=tuple(args.events), headless=args.headless, progress=not args.no_progress,
                      timings=args.timings).validate()
@@ -193,7 +199,8 @@ def run(config: RunConfig, log=sys.stderr) -> int:
     from .sources import SourceOptions, video_source
 
     sc = config.source
-    options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip)
+    options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip,
+                            live=sc.live, loop=sc.loop)
     if config.headless and not config.output and not config.events:
         print("actionnet: warning: --headless with neither an output nor --events: nothing will be saved", file=log)
     source = video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)

@@ -145,8 +145,12 @@ class SourceConfig:
     codec: Optional[str] = None
     flip: int = 0
     reconnect_timeout: float = 30.0  # seconds; 0 turns reconnecting off
+    live: bool = False  # play a file at its own rate, dropping frames when behind
+    loop: int = 1  # plays of a file; -1 for ever
 
     def validate(self) -> "SourceConfig":
+        if self.loop == 0 or self.loop < -1:
+            raise UsageError(f"--input-loop is a number of plays, or -1 for ever; got {self.loop}")
         for flag, v in (("--input-width", self.width), ("--input-height", self.height), ("--input-rate", self.rate)):
             if v is not None and v <= 0:
                 raise UsageError(f"{flag} must be positive, got {v:g}")

@@ -259,6 +259,8 @@ class SourceOptions:
     codec: Optional[str] = None  # V4L2: mjpeg, yuyv, h264, raw; RTP: h264, h265, mjpeg, mpeg4
     timeout: float = 5.0  # seconds without data before a network read counts as lost
     flip: int = 0  # CSI: nvvidconv flip-method (0-7)
+    live: bool = False  # a file or image folder played at its own rate, as a camera sends it (--live)
+    loop: int = 1  # times a file or image folder is played; -1 for ever (--input-loop)
 
 
 _V4L2_FORMATS = {"mjpeg": "mjpeg", "mjpg": "mjpeg", "yuyv": "yuyv422", "yuyv422": "yuyv422", "h264": "h264",
@@ -604,6 +606,64 @@ class Reconnecting(Source):
         return self._src.describe()
 
 
+class Replay(Source):
+    """A file or image folder played ``loops`` times over (``--input-loop``, -1 for ever, as
+    jetson-utils' option) and, with ``live``, at its own frame rate on the wall clock (``--live``).
+
+    Recorded footage played live is how a deployment is tried before the camera is up, and how
+    keeping up with a camera is measured: frame k is due k / fps after the first, and a consumer
+    that falls behind meets the capture thread's live policy (the newest frame wins, the others
+    are counted as dropped), exactly as with RTSP or V4L2. Without ``live`` every frame of every
+    loop is processed, as for any file. Times run on across loops, so segments and the timeline
+    see one continuous recording.
+    """
+
+    def __init__(self, open_once: Callable[[], Source], first: Source, loops: int = 1, live: bool = False,
+                 clock=time.monotonic, sleep=time.sleep):
+        self._open, self._src = open_once, first
+        self.loops, self.live = loops, live
+        self._clock, self._sleep = clock, sleep
+        self.uri, self.fps, self.rate, self.kind = first.uri, first.fps, first.rate, first.kind
+        self.width, self.height = first.width, first.height
+        n = first.frame_count
+        self.frame_count = n * loops if n and loops > 0 else None
+        self._skipped = 0  # unreadable pictures of the plays before this one
+
+    @property
+    def skipped(self) -> int:
+        return self._skipped + self._src.skipped
+
+    def __iter__(self):
+        start, k, offset, loop = None, 0, 0.0, 0
+        while self.loops < 0 or loop < self.loops:
+            if loop:
+                self._skipped += self._src.skipped
+                _close_quietly(self._src)
+                self._src = self._open()
+            last = 0.0
+            for frame, t in self._src:
+                if self.live:
+                    now = self._clock()
+                    start = now if start is None else start
+                    wait = start + k / self.fps - now
+                    if wait > 0:
+                        self._sleep(wait)
+                yield frame, offset + t
+                k, last = k + 1, t
+            offset += last + 1.0 / self.fps
+            loop += 1
+
+    def close(self):
+        self._src.close()
+
+    def describe(self) -> str:
+        how = ["played live" if self.live else "", "looped for ever" if self.loops < 0 else
+               (f"played {self.loops} times" if self.loops > 1 else "")]
+        n = f"{self.frame_count} frames" if self.frame_count else "frame count unknown"
+        return (f"{self.uri} ({self.width}x{self.height}, {self.fps:.2f} fps, {self.kind}, {n}"
+                + "".join(f", {h}" for h in how if h) + ")")
+
+
 def _close_quietly(src: Source):
     try:
         src.close()
@@ -618,7 +678,13 @@ def video_source(uri: str, options: Optional[SourceOptions] = None, reconnect_ti
     its own thread (:class:`~actionnet.capture.Capture`) so that decoding overlaps inference."""
     from .capture import Capture
 
+    options = options or SourceOptions()
     src = open_source(uri, options, log=log)
+    if options.live or options.loop != 1:
+        if src.live:
+            _close_quietly(src)
+            raise UsageError(f"--live and --input-loop replay a file or image folder; {uri} is live already")
+        src = Replay(lambda: open_source(uri, options, log=log), src, loops=options.loop, live=options.live)
     if src.live and reconnect_timeout > 0:
         src = Reconnecting(lambda: open_source(uri, options, log=log), timeout=reconnect_timeout, log=log, source=src)
     return Capture(src)

@@ -485,3 +485,84 @@ def test_a_stream_that_opens_but_never_sends_gives_up_after_the_reconnect_timeou
     with pytest.raises(InputError, match="did not come back within 0.3 s"):
         list(src)
     assert time.monotonic() - t0 < 2 and len(opens) < 10
+
+
+# ---------------------------------------------------------------------------------------------
+# Recorded footage played as a camera: --live, --input-loop (issue 27)
+
+
+class _Frames(Source):
+    """``n`` numbered 4x4 frames at ``fps``, times from ``t0``; counts how often it was opened."""
+
+    opened = 0
+
+    def __init__(self, n=5, fps=10.0, t0=0.0):
+        _Frames.opened += 1
+        self.n, self.fps, self.t0, self.width, self.height, self.kind = n, fps, t0, 4, 4, "file"
+        self.frame_count = n
+
+    def __iter__(self):
+        for i in range(self.n):
+            yield np.full((4, 4, 3), i, np.uint8), self.t0 + i / self.fps
+
+
+def test_input_loop_plays_every_frame_of_every_play_with_times_running_on():
+    from actionnet.sources import Replay
+
+    _Frames.opened = 0
+    src = Replay(lambda: _Frames(t0=0.5), _Frames(t0=0.5), loops=3)
+    got = list(src)
+    assert [int(f[0, 0, 0]) for f, _ in got] == list(range(5)) * 3 and _Frames.opened == 3
+    times = [t for _, t in got]
+    assert all(b > a for a, b in zip(times, times[1:])), times
+    assert times[5] - times[4] == pytest.approx(0.1 + 0.5)  # the next play starts a frame after the last
+    assert src.frame_count == 15 and not src.live and "played 3 times" in src.describe()
+
+
+def test_live_replay_paces_frames_at_the_file_rate_on_the_wall_clock():
+    from actionnet.sources import Replay
+
+    now = [100.0]
+    slept = []
+
+    def sleep(s):
+        slept.append(round(s, 6))
+        now[0] += s
+
+    src = Replay(lambda: _Frames(), _Frames(), loops=-1, live=True, clock=lambda: now[0], sleep=sleep)
+    it = iter(src)
+    for _ in range(12):
+        next(it)
+        now[0] += 0.04  # the consumer's own work: 40 ms of each 100 ms frame
+    assert src.live and src.frame_count is None and "looped for ever" in src.describe()
+    assert slept[:3] == [pytest.approx(0.06)] * 3 and len(slept) == 11  # frame 0 is due at once
+
+
+def test_live_replay_behind_drops_the_oldest_and_counts_them(tmp_path):
+    """A consumer slower than the footage sees the newest frame, as from a camera: frames taken
+    plus frames dropped is every frame played."""
+    from actionnet.export.synthetic import video_frames, write_video
+    from actionnet.sources import video_source
+
+    path = write_video(str(tmp_path / "fast.mp4"), video_frames("red left slow", 30, 0.8), fps=200)
+    src = video_source(path, SourceOptions(live=True, loop=2))
+    taken = 0
+    try:
+        for _ in src:
+            taken += 1
+            time.sleep(0.02)  # 50 fps against the footage's 200
+    finally:
+        src.close()
+    assert src.dropped > 0 and taken + src.dropped == 60, (taken, src.dropped)
+
+
+def test_cli_input_loop_classifies_every_play_and_refuses_a_bad_count(synthetic_model, synthetic_video, tmp_path):
+    video = synthetic_video("red left slow")
+    ev = tmp_path / "ev.jsonl"
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", "--headless", "--input-loop", "2", "--events", ev, video)
+    assert r.returncode == 0, r.stderr
+    assert "played 2 times" in r.stderr and "60 frames" in r.stderr, r.stderr
+    frames = [e["frame"] for e in map(json.loads, ev.read_text().splitlines()) if e["event"] == "classification"]
+    assert frames == sorted(frames) and frames[-1] == 59
+    r = run_cli("--model", synthetic_model, "--headless", "--input-loop", "0", video)
+    assert r.returncode == 2 and "--input-loop" in r.stderr and "Traceback" not in r.stderr
