@@ -16,8 +16,10 @@ second (all clips / wall time from the first start to the last end) and the medi
 one clip as a stream sees it, median over ``--repeats`` runs. The model is torchvision's r3d_18
 (random weights, seeded; 8 x 112 x 112 by default), exported by ``actionnet.export``.
 
-Needs the export extra, the triton extra, ``pip install --no-deps nvidia-pytriton`` and a server
-Python in ``ACTIONNET_TRITON_PYTHON`` (see .ci/run and docs/triton.md).
+Needs the export and dev extras; the server (nvidia-pytriton's) and the Python its models run
+under are built into ``.venv-triton`` on first use, by the tests' own helper (tests/triton_server.py,
+from the system python3: Debian packages python3-venv and libpython3-dev), or taken from
+``ACTIONNET_TRITON_PYTHON`` (see docs/triton.md).
 
     python scripts/bench_triton.py --streams 1,2,4,8 --clips 4 --repeats 1
 """
@@ -101,18 +103,23 @@ def main() -> int:
     args = ap.parse_args()
     streams = [int(s) for s in args.streams.split(",")]
 
-    from triton_server import TritonServer
+    from triton_server import ServerEnvError, TritonServer, server_env
 
     from actionnet.engines.triton import model_url
     from actionnet.export.triton import export_model
 
+    try:
+        env = server_env(log=sys.stderr)
+    except ServerEnvError as e:
+        print(f"bench_triton: {e}", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory() as tmp:
         model = args.model or build_model(tmp, args.clip_length, args.size)
         repo = os.path.join(tmp, "models")
         export_model(model, repo, name="bench", backend="python", max_batch=max(streams),
                      preferred=[s for s in streams if s > 1], queue_delay_us=args.queue_delay_us)
         rows = []
-        with TritonServer(repo) as srv:
+        with TritonServer(repo, env=env) as srv:
             url = model_url(srv.url, "bench")
             for n in streams:
                 local = [measure("local", model, n, args.clips) for _ in range(args.repeats)]

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +56,9 @@ def build_venv(name: str, installs: Sequence[Sequence[str]], python: str = sys.e
 
 
 def _run(cmd, what: str) -> None:
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    # the new environment's own interpreter, not the one the tests run under
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     if r.returncode != 0:
         tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
         raise EnvError(f"{what} failed: {' | '.join(tail)}")
@@ -74,6 +75,8 @@ def lean_python() -> str:
 def require(build, what: str):
     """``build()``, or the test fails on CI and is skipped with the reason elsewhere (a developer
     offline can still run the rest)."""
+    import pytest
+
     try:
         return build()
     except EnvError as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -27,7 +28,7 @@ from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from detector_fakes import square_detector  # noqa: E402
 from persons_video import CONTEXT, squares_frames  # noqa: E402
-from triton_server import TritonServer, pytriton_root, server_python  # noqa: E402
+from triton_server import Relay, ServerEnvError, TritonServer, server_env  # noqa: E402
 
 MOVERS = [("red", "right", 0.8, 40, 20), ("blue", "left", 0.8, 200, 90)]  # as in test_persons
 LABELS = ("red left slow", "blue right fast", "red right fast", "blue left slow")
@@ -132,15 +133,71 @@ def test_tensorrt_engine_and_streaming_configs(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------
+# The server's environment, built by the tests
+
+
+def test_the_server_environment_is_built_once_by_one_of_two_processes_at_once(tmp_path):
+    """Two pytest processes wanting the server's environment at the same moment: one builds it
+    while the other waits on the lock and then reuses it; a venv whose build died half-way (no
+    stamp) is built again. The builder .venv-triton goes through (tests/envs.py's build_venv, from
+    the system python3), on a venv with nothing to install: the same path without the downloads."""
+    import fcntl
+    import stat
+
+    from triton_server import SYSTEM_PYTHON
+
+    if not os.path.exists(SYSTEM_PYTHON):
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(f"no {SYSTEM_PYTHON}")
+    builds = tmp_path / "builds"
+    python = tmp_path / "python3"  # the system python3, counting the venvs it creates
+    python.write_text(f'#!/bin/sh\n[ "$1 $2" = "-m venv" ] && echo venv >> {builds}\nexec {SYSTEM_PYTHON} "$@"\n')
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    venv = tmp_path / "venv"  # an absolute name: envs.build_venv puts it, and its lock, here
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); import envs; "
+            "print(envs.build_venv(sys.argv[1], [], python=sys.argv[3]))")
+
+    def builder():
+        return subprocess.Popen([sys.executable, "-c", code, str(venv), str(ROOT / "tests"), str(python)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    with open(f"{venv}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a third run busy building it
+        procs = [builder(), builder()]
+        time.sleep(1.5)
+        assert all(p.poll() is None for p in procs) and not venv.exists()  # both wait on the lock
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [out.strip() for out, _ in outs] == [str(venv / "bin" / "python")] * 2
+    assert builds.read_text().split() == ["venv"]  # one built it, the other reused it
+    prefix = subprocess.run([venv / "bin" / "python", "-c", "import sys; print(sys.prefix)"], capture_output=True,
+                            text=True)
+    assert prefix.stdout.strip() == str(venv)
+
+    (stamp,) = venv.glob(".actionnet-*")  # written last: without it the build did not finish
+    stamp.unlink()
+    p = builder()
+    assert p.communicate(timeout=120)[0].strip() == str(venv / "bin" / "python")
+    assert builds.read_text().split() == ["venv", "venv"] and stamp.exists()
+
+
+# ------------------------------------------------------------------------------------------
 # A real server on loopback
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, synthetic_model):
-    if pytriton_root() is None or server_python() is None:
+@pytest.fixture(scope="session")
+def triton_env():
+    """The server and its models' Python: built into .venv-triton on first use (once per checkout,
+    reused after; see tests/triton_server.py). On CI a failure to build fails; elsewhere it skips."""
+    try:
+        return server_env()
+    except ServerEnvError as e:
         if os.environ.get("CI"):
-            pytest.fail("the Triton test server is missing on CI (nvidia-pytriton, ACTIONNET_TRITON_PYTHON)")
-        pytest.skip("nvidia-pytriton or ACTIONNET_TRITON_PYTHON (the server's Python, see .ci/run) not set up")
+            pytest.fail(f"the Triton test server's environment cannot be built: {e}")
+        pytest.skip(f"the Triton test server's environment cannot be built here: {e}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, synthetic_model, triton_env):
     folder = tmp_path_factory.mktemp("triton")
     repo = folder / "models"
     det = square_detector(folder / "squares.onnx")
@@ -150,7 +207,7 @@ def server(tmp_path_factory, synthetic_model):
     export_model(str(synthetic_model), str(repo), name="syn", backend="python", max_batch=8, preferred=(4, 8),
                  queue_delay_us=20000, threads=1)
     export_model(str(det), str(repo), name="squares", backend="python", threads=1)
-    srv = TritonServer(repo)
+    srv = TritonServer(repo, env=triton_env)
     srv.start(timeout=60)
     try:
         yield srv
@@ -267,6 +324,7 @@ def test_client_survives_a_server_restart(tmp_path, server, synthetic_model, syn
     video = synthetic_video(LABELS[1])
     calls = {"n": 0}
     restarted = []
+    threads = []
     original = TritonEngine._infer
 
     def crash_on_fifth(self, feeds, outputs):
@@ -279,7 +337,8 @@ def test_client_survives_a_server_restart(tmp_path, server, synthetic_model, syn
                 server.start(timeout=60)
                 restarted.append(time.monotonic())
 
-            threading.Thread(target=come_back, daemon=True).start()
+            threads.append(threading.Thread(target=come_back, daemon=True))
+            threads[-1].start()
         return original(self, feeds, outputs)
 
     TritonEngine._infer = crash_on_fifth
@@ -289,6 +348,8 @@ def test_client_survives_a_server_restart(tmp_path, server, synthetic_model, syn
                        str(video)])
     finally:
         TritonEngine._infer = original
+        for t in threads:  # the client may rejoin before start() has seen the server ready
+            t.join(60)
     err = capsys.readouterr().err
     assert rc == 0, err
     assert restarted and calls["n"] > 5
@@ -297,6 +358,84 @@ def test_client_survives_a_server_restart(tmp_path, server, synthetic_model, syn
                 synthetic_model, "--events", tmp_path / "local.jsonl", video, timeout=120)
     assert r.returncode == 0, r.stderr
     _same_classifications(_events(tmp_path / "served.jsonl"), _events(tmp_path / "local.jsonl"))
+
+
+def test_a_server_back_before_the_reconnect_timeout_is_rejoined(tmp_path, server, synthetic_model, synthetic_video,
+                                                                 capsys):
+    """The server unreachable for two thirds of --reconnect-timeout (4 s of 6; from the 5th request
+    on, its port closed and its connections cut by a relay in front of it): the run rejoins it and
+    finishes, and every frame's classification is there, in order, as in a local run. (gRPC's
+    reconnect backoff on the channel and a retry loop that stopped one backoff step short of the
+    deadline made the client give up although the server was back.)"""
+    from actionnet import cli
+    from actionnet.engines.triton import TritonEngine
+
+    reconnect, outage = 6.0, 4.0
+    video = synthetic_video(LABELS[2])
+    relay = Relay(server.grpc_port).up()
+    calls = {"n": 0}
+    times = {}
+    original = TritonEngine._infer
+
+    def outage_on_fifth(self, feeds, outputs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            relay.down()
+            times["down"] = time.monotonic()
+
+            def come_back():
+                time.sleep(outage)
+                relay.up()
+                times["up"] = time.monotonic()
+
+            threading.Thread(target=come_back, daemon=True).start()
+        return original(self, feeds, outputs)
+
+    TritonEngine._infer = outage_on_fifth
+    try:
+        rc = cli.main(["--engine=triton", f"--server={relay.url}", "--model=syn", f"--reconnect-timeout={reconnect:g}",
+                       "--headless", "--no-progress", "--threshold=0", f"--events={tmp_path / 'served.jsonl'}",
+                       str(video)])
+    finally:
+        TritonEngine._infer = original
+        relay.close()
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert calls["n"] > 5 and times["up"] - times["down"] >= outage
+    assert "is gone" in err
+    back = re.search(r"is back after ([0-9.]+) s", err)
+    assert back and outage <= float(back.group(1)) <= reconnect + 0.5, err
+    r = run_cli("--headless", "--no-progress", "--threshold", "0", "--engine", "onnxruntime", "--model",
+                synthetic_model, "--events", tmp_path / "local.jsonl", video, timeout=120)
+    assert r.returncode == 0, r.stderr
+    served = _events(tmp_path / "served.jsonl")
+    assert [e["frame"] for e in served] == sorted({e["frame"] for e in served})  # in order, none twice
+    _same_classifications(served, _events(tmp_path / "local.jsonl"))  # none missing
+
+
+def test_every_retry_reaches_the_server_the_last_at_the_deadline(server):
+    """While the server is away, each retry is a connection attempt of its own (not a failure at
+    once because gRPC's channel is still in its reconnect backoff, which grows to minutes), so a
+    server that is back is found at the next retry; the last retry is made at --reconnect-timeout,
+    not one backoff step (up to 4 s) before it, and the error comes right after."""
+    from actionnet.engines.triton import TritonEngine
+    from actionnet.errors import ServerError
+
+    relay = Relay(server.grpc_port).up()
+    x = np.zeros((1, 8, 32, 32, 3), np.uint8)
+    eng = TritonEngine(f"{relay.url}/syn", reconnect=2.5, log=None)
+    try:
+        assert eng.infer(x).shape == (1, 8)
+        relay.down(count=True)  # the port stays open; each connection is reset at once, and counted
+        t0 = time.monotonic()
+        with pytest.raises(ServerError, match="did not come back within 2.5 s"):
+            eng.infer(x)
+        took = time.monotonic() - t0
+    finally:
+        eng.close()
+        relay.close()
+    assert 2.5 <= took < 3.5, took
+    assert relay.resets >= 5, relay.resets  # tries at 0, 0.25, 0.75, 1.75 and 2.5 s
 
 
 def test_one_line_errors(tmp_path, server, synthetic_video):
@@ -334,7 +473,7 @@ def test_a_server_that_stays_away_ends_the_run_with_one_line(tmp_path, synthetic
 
     eng._grpc, eng._error = grpcclient, InferenceServerException
     eng.address, eng.model, eng.reconnect, eng.timeout, eng.log = f"127.0.0.1:{free_port()}", "syn", 0.6, 2.0, None
-    eng.client = grpcclient.InferenceServerClient(eng.address)
+    eng.client = eng._connect()
     t0 = time.monotonic()
     with pytest.raises(ServerError, match="did not come back within 0.6 s"):
         eng._infer({"frames": np.zeros((1, 8, 32, 32, 3), np.uint8)}, ["logits"])

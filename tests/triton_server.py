@@ -6,11 +6,18 @@ built for Python 3.8 to 3.13), not the ONNX Runtime or TensorRT backends; models
 
 The server's Python is not the client's: the stub embeds the system's libpython of its minor
 version and is built against numpy 1 (with numpy 2 it passes tensors as zeros), so the models run
-in a small environment of their own, ``ACTIONNET_TRITON_PYTHON`` (.ci/run makes it: the system
-python3 with numpy<2 and onnxruntime), as they would in the NGC image's Python. This helper lays
-out the backend folder as pytriton itself does (the stub for that Python beside the backend
-library), puts that Python first on the server's PATH, and starts the server on 127.0.0.1 only,
-on a free port. Used by the tests and by scripts/bench_triton.py.
+in a small environment of their own, as they would in the NGC image's Python. ``server_env()``
+finds or builds it: ``ACTIONNET_TRITON_PYTHON`` when set (with a pytriton already installed for the
+client's Python or that one), otherwise ``<repo>/.venv-triton``, a venv of the system python3
+(``/usr/bin/python3``, Debian packages python3-venv and libpython3-dev) holding ``numpy<2``,
+``onnxruntime`` and ``nvidia-pytriton`` (``--no-deps``: its requirements pin numpy<2 for its own
+Python API, of which only the server binary is used here). tests/envs.py's ``build_venv`` builds
+it once, under a file lock, and it is reused while its stamp (written last, keyed by the base
+Python and what it installs) matches.
+
+``TritonServer`` lays out the backend folder as pytriton itself does (the stub for that Python
+beside the backend library), puts that Python first on the server's PATH, and starts the server on
+127.0.0.1 only, on a free port. Used by the tests and by scripts/bench_triton.py.
 """
 
 from __future__ import annotations
@@ -19,30 +26,112 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parents[1]
+VENV = ROOT / ".venv-triton"
+SYSTEM_PYTHON = "/usr/bin/python3"  # the Python whose libpython the backend stub embeds
+# what the server's environment holds: (pip arguments) per install step
+REQUIREMENTS = (("numpy<2", "onnxruntime"), ("--no-deps", "nvidia-pytriton>=0.5"))
+APT = "python3-venv libpython3-dev"
+
+_FIND_ROOT = ("import importlib.util, sys; s = importlib.util.find_spec('pytriton'); "
+              "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')")
 
 
-def pytriton_root() -> Optional[Path]:
-    """The bundled server's folder, or None when nvidia-pytriton is not installed."""
-    import importlib.util
+class ServerEnvError(RuntimeError):
+    """The server's environment is missing and cannot be built here (the message says why)."""
 
-    spec = importlib.util.find_spec("pytriton")  # not imported: its client half wants gevent
-    if spec is None or not spec.submodule_search_locations:
+
+@dataclass(frozen=True)
+class ServerEnv:
+    """The bundled server's folder, the Python its models run under, and how long building took
+    (0 when it was already there)."""
+    root: Path
+    python: str
+    build_seconds: float = 0.0
+
+
+def pytriton_root(python: Optional[str] = None) -> Optional[Path]:
+    """The bundled server's folder in ``python``'s environment (default: this interpreter's), or
+    None when nvidia-pytriton is not installed there. pytriton is located, not imported (its
+    client half wants gevent and numpy<2)."""
+    if python is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("pytriton")
+        where = list(spec.submodule_search_locations)[0] if spec and spec.submodule_search_locations else ""
+    else:
+        r = subprocess.run([python, "-I", "-c", _FIND_ROOT], capture_output=True, text=True, env=_clean_env())
+        where = r.stdout.strip() if r.returncode == 0 else ""
+    if not where:
         return None
-    root = Path(list(spec.submodule_search_locations)[0]).resolve() / "tritonserver"
+    root = Path(where).resolve() / "tritonserver"
     return root if (root / "bin" / "tritonserver").exists() else None
 
 
-def server_python() -> Optional[str]:
-    """The Python the server's models run under (``ACTIONNET_TRITON_PYTHON``), if set and there."""
-    p = os.environ.get("ACTIONNET_TRITON_PYTHON")
-    return p if p and os.path.exists(p) else None
+def server_env(log=sys.stderr) -> ServerEnv:
+    """The server and its models' Python, built when missing (see the module's docstring).
+
+    Raises ServerEnvError with the reason (and the apt packages to install, where that is it) when
+    the environment cannot be had; callers decide whether that is a skip or a failure."""
+    configured = os.environ.get("ACTIONNET_TRITON_PYTHON")
+    if configured:
+        if not os.path.exists(configured):
+            raise ServerEnvError(f"ACTIONNET_TRITON_PYTHON={configured} does not exist")
+        root = pytriton_root() or pytriton_root(configured)
+        if root is not None:
+            return ServerEnv(root, configured)
+    python, seconds = build_server_venv(log=log)
+    root = pytriton_root(python)
+    if root is None:
+        raise ServerEnvError(f"{VENV} has no pytriton/tritonserver after installing nvidia-pytriton")
+    return ServerEnv(root, configured or python, seconds)
+
+
+def build_server_venv(base_python: str = SYSTEM_PYTHON, log=sys.stderr):
+    """``(python, seconds)``: ``.venv-triton``'s interpreter, built by tests/envs.py's
+    ``build_venv`` (file lock, stamp written last and keyed by the base Python and REQUIREMENTS:
+    two pytest runs never build it at once, an interrupted build is redone, a complete one reused)
+    from ``base_python``, whose shared libpython the backend stub loads."""
+    import envs  # beside this file
+
+    hint = f"install the Debian packages {APT} (apt-get install {APT})"
+    if not os.path.exists(base_python):
+        raise ServerEnvError(f"no system Python at {base_python} for the Triton server's models; {hint}")
+    r = subprocess.run([base_python, "-I", "-c", "import os, sysconfig as s; print(os.path.join("
+                        "s.get_config_var('LIBDIR') or '', s.get_config_var('INSTSONAME') or ''))"],
+                       capture_output=True, text=True, env=_clean_env())
+    libpython = r.stdout.strip()
+    if r.returncode != 0 or not os.path.isfile(libpython):
+        raise ServerEnvError(f"{base_python} has no shared libpython ({libpython or r.stderr.strip()[-200:]}), "
+                             f"which the Triton Python backend's stub loads; {hint}")
+    t0 = time.monotonic()
+    try:
+        python = envs.build_venv(VENV.name, [list(args) for args in REQUIREMENTS], python=base_python)
+    except envs.EnvError as e:
+        raise ServerEnvError(f"building {VENV}: {e} (needs {APT} and the package index)") from None
+    seconds = time.monotonic() - t0
+    if seconds >= 1 and log is not None:  # built now (or waited for another run building it)
+        print(f"the Triton server's environment {VENV} took {seconds:.0f} s to build", file=log, flush=True)
+    return str(python), seconds
+
+
+def _clean_env() -> dict:
+    """This process's environment without what would point another Python at this one's packages."""
+    env = os.environ.copy()
+    for k in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "__PYVENV_LAUNCHER__"):
+        env.pop(k, None)
+    return env
 
 
 def free_port() -> int:
@@ -55,15 +144,11 @@ class TritonServer:
     """``with TritonServer(repo) as srv: srv.url`` -> ``grpc://127.0.0.1:PORT``; stop/start again
     on the same port (a restart, as a crashed server comes back)."""
 
-    def __init__(self, repo, python: Optional[str] = None, grpc_port: Optional[int] = None,
+    def __init__(self, repo, env: Optional[ServerEnv] = None, grpc_port: Optional[int] = None,
                  log_path: Optional[str] = None):
-        root = pytriton_root()
-        if root is None:
-            raise RuntimeError("nvidia-pytriton is not installed (pip install nvidia-pytriton)")
-        self.root = root
-        self.python = python or server_python()
-        if not self.python:
-            raise RuntimeError("no Python for the server's models: set ACTIONNET_TRITON_PYTHON (see .ci/run)")
+        env = env or server_env()
+        self.root = Path(env.root)
+        self.python = env.python
         self.python_version = subprocess.run(
             [self.python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
             capture_output=True, text=True, check=True).stdout.strip()
@@ -165,3 +250,106 @@ class TritonServer:
 
     def __exit__(self, *exc):
         self.close()
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 in front of a server's port, to take the server away from a client
+    for an exact time: ``down()`` closes the relay's port and cuts its connections (the client sees
+    connection refused, as when the server's process is gone); ``down(count=True)`` cuts them too
+    but keeps the port open and resets every new connection at once, counting them in ``resets``
+    (each is one connection attempt of the client's); ``up()`` relays again, on the same port.
+    The server behind it keeps running, so an outage is as long as the test says, not as long as a
+    restart happens to take. ``url`` is what a client is given."""
+
+    def __init__(self, target_port: int, port: Optional[int] = None):
+        self.target = (HOST, target_port)
+        self.port = port or free_port()
+        self.url = f"grpc://{HOST}:{self.port}"
+        self.connections = 0  # connections accepted and relayed, over the relay's life
+        self.resets = 0  # connections reset at once while down(count=True)
+        self._lock = threading.Lock()
+        self._listener: Optional[socket.socket] = None
+        self._relaying = False
+        self._open: set = set()
+
+    def up(self) -> "Relay":
+        with self._lock:
+            self._relaying = True
+            if self._listener is not None:
+                return self
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((HOST, self.port))
+        s.listen(64)
+        with self._lock:
+            self._listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+        return self
+
+    def down(self, count: bool = False) -> None:
+        with self._lock:
+            self._relaying = False
+            listener = None if count else self._listener
+            if not count:
+                self._listener = None
+            conns, self._open = list(self._open), set()
+        for sock in ([listener] if listener else []) + conns:
+            _cut(sock)
+
+    def close(self) -> None:
+        self.down()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if self._listener is listener and not self._relaying:
+                    self.resets += 1
+                    _cut(client)
+                    continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                _cut(client)
+                continue
+            with self._lock:
+                if self._listener is not listener:  # went down meanwhile
+                    _cut(client)
+                    _cut(upstream)
+                    return
+                self._open.update((client, upstream))
+                self.connections += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(1 << 16)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            self._open.discard(src)
+            self._open.discard(dst)
+        _cut(src)
+        _cut(dst)
+
+
+def _cut(sock: socket.socket) -> None:
+    """Reset and close (shutdown first: close alone does not wake a thread blocked on the socket)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()

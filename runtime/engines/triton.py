@@ -11,10 +11,14 @@ ready person of a frame), and the server's dynamic batcher merges requests from 
 call larger than the model's ``max_batch_size`` is split.
 
 When the server goes away mid-run (a restart, a crash, the network), a request is retried with
-the live sources' backoff (0.25 s doubling to 4 s) until ``reconnect`` seconds (the CLI's
-``--reconnect-timeout``) have passed; the call that was waiting then returns as if nothing had
-happened, so no classification is lost from the events. Errors a user can make (no server at
-the address, no such model, inputs that do not fit) are one line each.
+the live sources' backoff (0.25 s doubling to 4 s), the last try at exactly ``reconnect`` seconds
+(the CLI's ``--reconnect-timeout``); the call that was waiting then returns as if nothing had
+happened, so no classification is lost from the events. Each retry is a connection attempt of its
+own: gRPC's reconnect backoff (1 s growing by 1.6x per failure, on a connection gRPC shares between
+all channels to one address) would otherwise fail retries at once while the server is already back,
+so the engine's channel has a subchannel pool of its own and a short reconnect backoff, and is
+opened afresh before each retry. Errors a user can make (no server at the address, no such model,
+inputs that do not fit) are one line each.
 """
 
 from __future__ import annotations
@@ -36,6 +40,27 @@ _TYPES = {"UINT8": np.uint8, "INT8": np.int8, "INT32": np.int32, "INT64": np.int
 # gRPC status codes that mean "not there right now" rather than "this request is wrong"
 _TRANSIENT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 _MAX_DELAY = 4.0
+
+
+def _channel_args() -> list:
+    """tritonclient's own defaults (2 GB messages, its keepalive settings) plus what makes a
+    reconnect prompt: a subchannel pool of this channel's own (not the process-wide one, whose
+    connection to the address may be deep in backoff from earlier failures) and a reconnect backoff
+    of 0.25 s growing to at most 1 s (gRPC's default: 1 s growing to 120 s). Not
+    ``grpc.min_reconnect_backoff_ms``: gRPC takes it as the least time a connection attempt is
+    given (20 s), which a slow link may need."""
+    grpc = _import()
+    k = grpc.KeepAliveOptions()
+    size = getattr(grpc, "MAX_GRPC_MESSAGE_SIZE", 2 ** 31 - 1)
+    return [("grpc.max_send_message_length", size),
+            ("grpc.max_receive_message_length", size),
+            ("grpc.keepalive_time_ms", k.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", k.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", k.keepalive_permit_without_calls),
+            ("grpc.http2.max_pings_without_data", k.http2_max_pings_without_data),
+            ("grpc.use_local_subchannel_pool", 1),
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 def _import():
@@ -111,7 +136,7 @@ class TritonEngine(Engine):
         except ValueError:
             raise UsageError(f"{url}: reconnect={query.get('reconnect')!r} is not a number of seconds") from None
         self.timeout, self.log = timeout, log
-        self.client = grpc.InferenceServerClient(self.address)
+        self.client = self._connect()
         try:
             meta, config = self._describe()
         except Exception:
@@ -128,6 +153,17 @@ class TritonEngine(Engine):
         outputs = tuple(info(t, batched) for t in meta.outputs)
         metadata = {k: p.string_value for k, p in config.parameters.items()}
         super().__init__(f"{SCHEME}{self.address}/{self.model}", inputs, outputs, metadata)
+
+    def _connect(self):
+        return self._grpc.InferenceServerClient(self.address, channel_args=_channel_args())
+
+    def _reconnect(self) -> None:
+        """A new channel: the next try connects now, whatever backoff the old one is in."""
+        old, self.client = self.client, self._connect()
+        try:
+            old.close()
+        except Exception:
+            pass
 
     def _describe(self):
         """Model metadata and config, or one line saying why not (no server, no model)."""
@@ -175,7 +211,7 @@ class TritonEngine(Engine):
             t.set_data_from_numpy(np.ascontiguousarray(x))
             inputs.append(t)
         wanted = [grpc.InferRequestedOutput(o) for o in outputs]
-        lost_since = None
+        lost_since = deadline = None
         delay = 0.25
         while True:
             try:
@@ -186,15 +222,16 @@ class TritonEngine(Engine):
                                       f"{_reason(e)}") from None
                 now = time.monotonic()
                 if lost_since is None:
-                    lost_since = now
+                    lost_since, deadline = now, now + self.reconnect
                     if self.reconnect > 0 and self.log is not None:
                         print(f"actionnet: Triton server at {self.address} is gone ({_reason(e)}); "
                               f"retrying (up to {self.reconnect:g} s)", file=self.log)
-                if now - lost_since + delay > self.reconnect:
+                if now >= deadline:
                     raise ServerError(f"the Triton server at {self.address} is gone and did not come back within "
                                       f"{self.reconnect:g} s (--reconnect-timeout); last error: {_reason(e)}") from None
-                time.sleep(delay)
+                time.sleep(min(delay, deadline - now))  # the last try is made at the deadline
                 delay = min(delay * 2, _MAX_DELAY)
+                self._reconnect()
                 continue
             if lost_since is not None and self.log is not None:
                 print(f"actionnet: Triton server at {self.address} is back after "
