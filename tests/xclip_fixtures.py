@@ -101,11 +101,16 @@ def clips(n: int, seed: int, frames: int = 4, size: int = 32):
     return np.stack(x), y.astype(np.int64)
 
 
-def train_tiny_xclip(folder: str, steps: int = 120, seed: int = 0, frames: int = 4, batch: int = 16,
-                     lr: float = 5e-3, log=None) -> str:
+def train_tiny_xclip(folder: str, steps: int = 240, seed: int = 0, frames: int = 4, batch: int = 32,
+                     lr: float = 2e-3, log=None) -> str:
     """A tiny X-CLIP trained contrastively on synthetic clips against their captions (video-to-text
     softmax over the caption set, as X-CLIP is trained on class prompts). Saved in the Hugging
-    Face layout; returns ``folder``."""
+    Face layout; returns ``folder``.
+
+    The schedule is chosen to converge whatever the seed and thread count: at 120 steps, batch 16,
+    lr 5e-3, held-out accuracy over seeds 0-3 on one and two threads ranged 0.45-0.98 (a colour
+    pair left merged; CI met 0.73 once ultralytics had set torch to one thread); at 240 steps,
+    batch 32, lr 2e-3 it was 0.97-1.0 on all eight."""
     import numpy as np
     import torch
     from transformers import CLIPTokenizer, XCLIPModel
