@@ -25,6 +25,7 @@ from .errors import (ActionNetError, InputError, LabelError, MissingLibraryError
 from .framebuffer import FrameBuffer
 from .net import ActionNet
 from .outputs import EventSink, Events, Output, video_output
+from .mqtt import MqttSink
 from .persons import PersonActionNet
 from .pipeline import Analyser, run
 from .scores import Classification
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ActionNet", "PersonActionNet", "Analyser", "Classification", "FrameBuffer", "ModelSpec",
-    "Source", "Output", "Events", "EventSink", "video_source", "video_output", "run",
+    "Source", "Output", "Events", "EventSink", "MqttSink", "video_source", "video_output", "run",
     "ActionNetError", "InputError", "LabelError", "MissingLibraryError", "ModelError", "OutputError",
     "UsageError", "ZooError",
 ]

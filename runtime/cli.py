@@ -19,8 +19,8 @@ import signal
 import sys
 from typing import List, Optional
 
-from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, PersonOptions, RunConfig, SourceConfig,
-                     floats)
+from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, MqttOptions, PersonOptions, RunConfig,
+                     SourceConfig, floats)
 from .engines import ENGINES
 from .errors import ActionNetError, UsageError
 from .spec import COLOR_ORDERS, RESIZE_MODES
@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("input", nargs="?", help="video file, image folder or glob, /dev/videoN, csi://N, rtsp://..., rtp://@:port")
     p.add_argument("output", nargs="?", help="video file (.mp4, .mkv, .avi, .flv), out/%%05d.jpg, display://0, "
-                   "rtsp://@:port/path, rtp://host:port (default: display://0 unless --headless)")
+                   "rtsp://@:port/path, rtp://host:port, webrtc://@:port/name (a page for browsers; "
+                   "default: display://0 unless --headless)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
     m.add_argument("--model", help="ONNX model file, or a TensorRT .engine (default: the --network model)")
@@ -98,10 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--events", action="append", default=[], metavar="FILE|-|URI",
                    help="write JSON-lines events to this file, - for stdout, or a broker URI (mqtt://HOST/TOPIC); "
                         "may be given more than once (default: no events)")
+    o.add_argument("--web-token", metavar="TOKEN", help="a webrtc:// page, its video and its events refuse "
+                   "viewers without this token; open it as http://HOST:PORT/?token=TOKEN (default: none)")
     o.add_argument("--headless", action="store_true", help="no display window")
     o.add_argument("--no-progress", action="store_true", help="no progress bar")
     o.add_argument("--timings", action="store_true", help="print a per-stage time table at the end")
     _add_person_arguments(p)
+    _add_mqtt_arguments(p)
     return p
 
 
@@ -133,6 +137,19 @@ def _add_person_arguments(p) -> None:
     g.add_argument("--detect-every", type=int, default=1,
                    help="run the detector on every N-th frame; the tracker's Kalman prediction carries each box "
                         "in between (default 1: every frame)")
+
+
+def _add_mqtt_arguments(p) -> None:
+    g = p.add_argument_group("events to an MQTT broker (--events mqtt://[USER[:PASS]@]HOST[:PORT]/TOPIC, mqtts:// for TLS)")
+    g.add_argument("--mqtt-ca", metavar="FILE", help="CA certificate (PEM) of a private CA for mqtts:// "
+                   "(default: the system's CA store)")
+    g.add_argument("--mqtt-queue", metavar="FILE", help="events the broker has not acknowledged go to FILE beyond the "
+                   "first 1000; what a stopped run could not send is sent first by the next run with the same FILE "
+                   "(default: memory only)")
+    g.add_argument("--mqtt-queue-size", type=int, metavar="N", help="most events kept while the broker is away; "
+                   "beyond it the oldest are dropped (default 10000, 1000000 with --mqtt-queue)")
+    g.add_argument("--mqtt-discovery", action="store_true",
+                   help="announce the camera to Home Assistant (MQTT discovery) as a sensor of the current action")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -168,9 +185,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     source = SourceConfig(width=args.input_width, height=args.input_height, rate=args.input_rate,
                           codec=args.input_codec, flip=args.input_flip, reconnect_timeout=args.reconnect_timeout,
                           live=args.live, loop=args.input_loop)
+    mqtt = MqttOptions(ca=args.mqtt_ca, queue=args.mqtt_queue, queue_size=args.mqtt_queue_size,
+                       discovery=args.mqtt_discovery, reconnect_timeout=args.reconnect_timeout)
     return RunConfig(input=args.input, output=args.output, classifier=classifier, persons=persons, source=source,
                      events=tuple(args.events), headless=args.headless, progress=not args.no_progress,
-                     timings=args.timings).validate()
+                     timings=args.timings, web_token=args.web_token, mqtt=mqtt).validate()
 
 
 def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
@@ -194,7 +213,8 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
 def run(config: RunConfig, log=sys.stderr) -> int:
     """Open the source, the analyser and the outputs, in that order (a bad input costs no model
     load), run the loop, and say what came of it."""
-    from .outputs import open_events, open_output
+    from .mqtt import is_broker
+    from .outputs import EventFanout, open_events, open_output
     from .pipeline import Progress, StopFlag, run as run_loop, summary_line
     from .sources import SourceOptions, video_source
 
@@ -205,12 +225,19 @@ def run(config: RunConfig, log=sys.stderr) -> int:
         print("actionnet: warning: --headless with neither an output nor --events: nothing will be saved", file=log)
     source = video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)
     analyser = output = events = None
+    brokers = EventFanout()
     try:
+        # brokers before the model: a bad URI, a refused login or a TLS failure costs no model load
+        brokers = open_events([e for e in config.events if is_broker(e)], log=log, mqtt=config.mqtt)
         analyser = open_analyser(config, float(source.rate or 30.0), log)
-        # outputs last, once the source and the model are known good; removed again on failure
-        events = open_events(config.events, log=log)
+        # outputs last, once the source and the model are known good; removed again on failure.
+        # Brokers follow the files: their drain at the end never holds back a file's last lines.
+        events = open_events([e for e in config.events if not is_broker(e)], log=log)
+        for sink in brokers.sinks:
+            events.add(sink)
         if config.output_uri:
-            output = open_output(config.output_uri, source.rate, log=log, headless=config.headless)
+            output = open_output(config.output_uri, source.rate, log=log, headless=config.headless,
+                                 web_token=config.web_token)
             if getattr(output, "events", None) is not None:  # an output that shows the events too (a page)
                 events.add(output.events)
         print(f"actionnet: {source.describe()} -> {config.output or '-'}; {analyser.describe()}", file=log)
@@ -220,8 +247,7 @@ def run(config: RunConfig, log=sys.stderr) -> int:
     except BaseException:
         if output is not None:
             output.close(keep=False)
-        if events is not None:
-            events.close()
+        (events if events is not None else brokers).close()
         raise
     finally:
         source.close()

@@ -160,6 +160,45 @@ class SourceConfig:
 
 
 @dataclass
+class MqttOptions:
+    """How events reach an MQTT broker (``--events mqtt://...``, :class:`~actionnet.mqtt.MqttSink`).
+    A broker down at start or mid-run is retried as a camera is: ``reconnect_timeout`` is the
+    same ``--reconnect-timeout``."""
+
+    ca: Optional[str] = None  # a private CA for mqtts:// (default: the system's CA store)
+    queue: Optional[str] = None  # a file for what the broker has not acknowledged, beyond memory
+    queue_size: Optional[int] = None  # None: 10000 in memory, 1000000 with a queue file
+    discovery: bool = False  # Home Assistant MQTT discovery
+    reconnect_timeout: float = 30.0
+
+    def validate(self, events: Sequence[str]) -> "MqttOptions":
+        """The broker URIs and these flags, before anything connects or loads."""
+        from .mqtt import is_broker, paho_client, parse_uri
+
+        brokers = [parse_uri(e) for e in events if is_broker(e)]
+        if brokers:  # the [mqtt] extra, before the source opens
+            paho_client(next(e for e in events if is_broker(e)))
+        given = [f for f, v in (("--mqtt-ca", self.ca), ("--mqtt-queue", self.queue),
+                                ("--mqtt-queue-size", self.queue_size), ("--mqtt-discovery", self.discovery)) if v]
+        if given and not brokers:
+            raise UsageError(f"{given[0]} is for an MQTT events sink (--events mqtt://HOST/TOPIC)")
+        if self.ca is not None:
+            if not any(b.tls for b in brokers):
+                raise UsageError("--mqtt-ca is for mqtts:// brokers (TLS)")
+            if not os.path.isfile(self.ca):
+                raise OutputError(f"--mqtt-ca {self.ca}: no such file")
+        if self.queue is not None:
+            if len(brokers) > 1:
+                raise UsageError("--mqtt-queue holds one broker's queue; give one mqtt:// sink with it")
+            folder = os.path.dirname(os.path.abspath(self.queue))
+            if not os.path.isdir(folder):
+                raise OutputError(f"--mqtt-queue {self.queue}: folder {folder} does not exist")
+        if self.queue_size is not None and self.queue_size < 1:
+            raise UsageError(f"--mqtt-queue-size must be >= 1, got {self.queue_size}")
+        return self
+
+
+@dataclass
 class RunConfig:
     """A whole ``actionnet`` run: where frames come from, what analyses them, where results go."""
 
@@ -172,6 +211,8 @@ class RunConfig:
     headless: bool = False
     progress: bool = True
     timings: bool = False
+    web_token: Optional[str] = None  # what a webrtc:// output's page asks of its viewers
+    mqtt: MqttOptions = field(default_factory=MqttOptions)  # for mqtt:// and mqtts:// events sinks
 
     @property
     def output_uri(self) -> Optional[str]:
@@ -184,8 +225,15 @@ class RunConfig:
         if self.persons is not None:
             self.persons.validate()
         check_paths(self.input, self.output, self.events)
+        self.mqtt.validate(self.events)
         if self.output:
             check_output(self.output)
+        if self.output and self.output.startswith("webrtc://"):  # the URI, the [web] extra, a free port
+            from .web import check_web_output
+
+            check_web_output(self.output, self.web_token)
+        elif self.web_token is not None:
+            raise UsageError("--web-token is for a webrtc:// output (as in webrtc://@:8554/output)")
         return self
 
 

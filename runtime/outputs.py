@@ -16,6 +16,8 @@ output wrote) and ``stopped`` (the user closed the window). URIs:
   ``actionnet-PORT.sdp`` in the temporary folder.
 - ``rtsp://@:port/path``: an RTSP server on all addresses (``rtsp://host:port/path`` binds host),
   see :mod:`actionnet.rtspserve`.
+- ``webrtc://@:port/name``: a page with the video (WebRTC) and the live labels, segments and
+  timeline, see :mod:`actionnet.web` (the ``[web]`` extra); its ``events`` joins the run's events.
 
 Events go to an :class:`EventSink`: one JSON object per line, written as they happen, flushed at
 least once a second and on close, and whole lines only: a write that fails (a full disk) cuts
@@ -331,8 +333,10 @@ class EventFanout(Events):
             raise first
 
 
-def open_events(uris: Sequence[str], log=sys.stderr) -> EventFanout:
-    """The sinks ``--events`` names: a file, ``-`` (stdout), or a URI whose scheme names a sink."""
+def open_events(uris: Sequence[str], log=sys.stderr, mqtt=None) -> EventFanout:
+    """The sinks ``--events`` names: a file, ``-`` (stdout), or a URI whose scheme names a sink:
+    ``mqtt://``, ``mqtts://`` (:class:`~actionnet.mqtt.MqttSink`, options from ``mqtt``, a
+    :class:`~actionnet.config.MqttOptions`)."""
     from .config import is_uri
 
     sinks = EventFanout()
@@ -342,7 +346,12 @@ def open_events(uris: Sequence[str], log=sys.stderr) -> EventFanout:
                 sinks.add(EventSink(uri))
                 continue
             scheme = uri.split("://", 1)[0].lower()
-            raise UsageError(f"--events {uri}: unknown scheme {scheme}:// (a file, - for stdout)")
+            if scheme in ("mqtt", "mqtts"):  # paho-mqtt, the [mqtt] extra, is needed only from here on
+                from .mqtt import MqttSink
+
+                sinks.add(MqttSink(uri, log=log, **(vars(mqtt) if mqtt is not None else {})))
+                continue
+            raise UsageError(f"--events {uri}: unknown scheme {scheme}:// (a file, - for stdout, mqtt://, mqtts://)")
     except BaseException:
         sinks.close()
         raise
@@ -546,8 +555,14 @@ def is_image_pattern(uri: str) -> bool:
     return "%" in uri and uri.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False) -> Optional[Output]:
-    """The output for ``uri``, or None for a display that cannot (or must not) open."""
+def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False,
+                web_token: Optional[str] = None) -> Optional[Output]:
+    """The output for ``uri``, or None for a display that cannot (or must not) open.
+    ``web_token`` is what a ``webrtc://`` page asks of its viewers (``--web-token``)."""
+    if uri.startswith("webrtc://"):  # imported here: the runtime without the [web] extra is unchanged
+        from .web import WebOutput
+
+        return WebOutput(uri, fps, token=web_token, log=log)
     if uri.startswith("display://"):
         index = uri[len("display://"):] or "0"
         if not index.isdigit():
@@ -575,7 +590,7 @@ def open_output(uri: str, fps=30.0, log=sys.stderr, headless: bool = False) -> O
     return VideoFileSink(uri, fps)
 
 
-def video_output(uri: str, fps=30.0, log=sys.stderr) -> Output:
+def video_output(uri: str, fps=30.0, log=sys.stderr, web_token: Optional[str] = None) -> Output:
     """An output as the ``actionnet`` command opens it (jetson-utils' ``videoOutput``); a window
     on a machine without a display is a :class:`NullOutput`, so the caller's loop runs as is."""
-    return open_output(uri, fps, log=log) or NullOutput()
+    return open_output(uri, fps, log=log, web_token=web_token) or NullOutput()

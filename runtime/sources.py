@@ -680,11 +680,12 @@ def video_source(uri: str, options: Optional[SourceOptions] = None, reconnect_ti
 
     options = options or SourceOptions()
     src = open_source(uri, options, log=log)
+    camera = src.live  # a replayed file is paced like a camera but never reconnects like one
     if options.live or options.loop != 1:
-        if src.live:
+        if camera:
             _close_quietly(src)
             raise UsageError(f"--live and --input-loop replay a file or image folder; {uri} is live already")
         src = Replay(lambda: open_source(uri, options, log=log), src, loops=options.loop, live=options.live)
-    if src.live and reconnect_timeout > 0:
+    if camera and reconnect_timeout > 0:
         src = Reconnecting(lambda: open_source(uri, options, log=log), timeout=reconnect_timeout, log=log, source=src)
     return Capture(src)

@@ -566,3 +566,15 @@ def test_cli_input_loop_classifies_every_play_and_refuses_a_bad_count(synthetic_
     assert frames == sorted(frames) and frames[-1] == 59
     r = run_cli("--model", synthetic_model, "--headless", "--input-loop", "0", video)
     assert r.returncode == 2 and "--input-loop" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_replayed_file_is_not_wrapped_to_reconnect_like_a_camera(tmp_path):
+    from actionnet.export.synthetic import video_frames, write_video
+    from actionnet.sources import Reconnecting, Replay, video_source
+
+    path = write_video(str(tmp_path / "v.mp4"), video_frames("red left slow", 8, 0.8))
+    src = video_source(path, SourceOptions(live=True), reconnect_timeout=30)
+    try:
+        assert isinstance(src.source, Replay) and not isinstance(src.source, Reconnecting)
+    finally:
+        src.close()

@@ -37,9 +37,10 @@ def test_quick_start_is_two_commands_the_second_pins_torch_as_a_pair_and_runs_th
 
 def test_install_lists_the_debian_packages_the_tests_need():
     packages = readme_commands.apt_packages(README)
-    # the RTSP test server (tests/rtsp_server.py) and the Triton server's Python (tests/envs.py)
+    # the RTSP test server (tests/rtsp_server.py), the Triton server's Python (tests/envs.py) and
+    # the browser of the webrtc:// tests (tests/test_web.py)
     assert {"python3-gi", "gir1.2-gst-rtsp-server-1.0", "gstreamer1.0-plugins-good", "python3-venv",
-            "libpython3-dev"} <= set(packages), packages
+            "libpython3-dev", "chromium", "chromium-driver"} <= set(packages), packages
     assert all(re.fullmatch(r"[a-z0-9][a-z0-9.+-]+", p) for p in packages), packages
 
 
