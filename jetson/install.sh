@@ -58,7 +58,7 @@ if [ "$JETPACK" = 5 ]; then
   EXTRA="--ignore-requires-python"
 fi
 $PIP install $EXTRA --no-deps -e .
-$PIP install "numpy<2" "av>=12" onnxruntime
+$PIP install "numpy<2" "av>=12" onnxruntime "pyyaml>=5.3"
 # Device memory for the TensorRT backend; cuda-python works too (either is enough).
 export PATH="/usr/local/cuda/bin:$PATH"
 $PIP install pycuda || echo "install.sh: pycuda did not build; install cuda-python instead: $PIP install cuda-python" >&2

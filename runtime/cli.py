@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("output", nargs="?", help="video file (.mp4, .mkv, .avi, .flv), out/%%05d.jpg, display://0, "
                    "rtsp://@:port/path, rtp://host:port, webrtc://@:port/name (a page for browsers; "
                    "default: display://0 unless --headless)")
+    p.add_argument("--config", metavar="FILE", help="several cameras in one process, one set of engines: a YAML "
+                   "site file (options and cameras:; see README, Several cameras) instead of INPUT and options "
+                   "(default: none)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
     m.add_argument("--model", help="ONNX model file, or a TensorRT .engine (default: the --network model)")
@@ -134,9 +137,10 @@ def _add_person_arguments(p) -> None:
     g.add_argument("--detector-engine", choices=ENGINES,
                    help="the detector's backend (default: --engine's; under auto, ONNX Runtime for a float detector "
                         "on the CPU, OpenVINO for an INT8 one)")
-    g.add_argument("--detect-every", type=int, default=1,
+    g.add_argument("--detect-every", type=_detect_every, default=None, metavar="N|auto",
                    help="run the detector on every N-th frame; the tracker's Kalman prediction carries each box "
-                        "in between (default 1: every frame)")
+                        "in between; auto: N from 1 to 8 chosen and adjusted from the measured times to keep up "
+                        "(default: auto for a camera, a stream or --live, else 1: every frame)")
 
 
 def _add_mqtt_arguments(p) -> None:
@@ -192,8 +196,21 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
                      timings=args.timings, web_token=args.web_token, mqtt=mqtt).validate()
 
 
-def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
-    """The whole-frame or per-person analyser the configuration asks for."""
+def _detect_every(value: str):
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected auto or a whole number >= 1, got {value!r}")
+    return n
+
+
+def open_analyser(config: RunConfig, fps: float, log=sys.stderr, live: bool = False):
+    """The whole-frame or per-person analyser the configuration asks for (``live``: the source
+    is a camera, a stream or ``--live``, where ``--detect-every`` defaults to auto)."""
     c, p = config.classifier, config.persons
     if p is None:
         from .net import ActionNet
@@ -207,7 +224,7 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr):
                            detector_classes=p.detector_classes, detector_layout=p.detector_layout,
                            track_timeout=p.track_timeout, context=p.context, crop_mode=p.crop_mode,
                            max_batch=p.max_batch, detect_every=p.detect_every, detector_engine=p.detector_engine,
-                           fps=fps, log=log, **o)
+                           fps=fps, log=log, live=live, **o)
 
 
 def run(config: RunConfig, log=sys.stderr) -> int:
@@ -229,7 +246,7 @@ def run(config: RunConfig, log=sys.stderr) -> int:
     try:
         # brokers before the model: a bad URI, a refused login or a TLS failure costs no model load
         brokers = open_events([e for e in config.events if is_broker(e)], log=log, mqtt=config.mqtt)
-        analyser = open_analyser(config, float(source.rate or 30.0), log)
+        analyser = open_analyser(config, float(source.rate or 30.0), log, live=source.live)
         # outputs last, once the source and the model are known good; removed again on failure.
         # Brokers follow the files: their drain at the end never holds back a file's last lines.
         events = open_events([e for e in config.events if not is_broker(e)], log=log)
@@ -294,6 +311,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with _StopBeforeRun():
             args = build_parser().parse_args(argv)
+            if args.config is not None:  # runtime/site.py: the file holds every option
+                from .site import run_site, check_alone
+
+                check_alone(args)
+                return run_site(args.config, log)
             return run(config_from_args(args), log)
     except ActionNetError as e:
         print(f"actionnet: error: {e}", file=log)

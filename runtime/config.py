@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass, field, fields
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 from .errors import OutputError, UsageError
 
@@ -98,7 +98,9 @@ class PersonOptions:
     context: float = 1.2
     crop_mode: str = "anchored"
     max_batch: int = 16
-    detect_every: int = 1  # the detector runs on every N-th frame; Kalman predictions in between
+    # the detector runs on every N-th frame, Kalman predictions in between; "auto": N follows the
+    # measured times (runtime/persons.py DetectEvery); None: auto for a live source, else 1
+    detect_every: Optional[Union[int, str]] = None
     detector_engine: Optional[str] = None  # None: --engine's; under auto the detector's own rule
 
     def validate(self) -> "PersonOptions":
@@ -118,8 +120,9 @@ class PersonOptions:
             raise UsageError(f"--crop-mode must be one of {', '.join(CROP_MODES)}, got {self.crop_mode!r}")
         if self.max_batch < 1:
             raise UsageError(f"--max-batch must be >= 1, got {self.max_batch}")
-        if self.detect_every < 1:
-            raise UsageError(f"--detect-every must be >= 1, got {self.detect_every}")
+        if self.detect_every not in (None, "auto") and (not isinstance(self.detect_every, int)
+                                                        or isinstance(self.detect_every, bool) or self.detect_every < 1):
+            raise UsageError(f"--detect-every must be auto or a whole number >= 1, got {self.detect_every!r}")
         return self
 
 

@@ -49,6 +49,12 @@ class Output:
     def write(self, frame: np.ndarray) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def write_at(self, frame: np.ndarray, time: float) -> None:
+        """``frame`` captured at ``time`` seconds (a live source's clock). Only a recording needs
+        the time (:class:`VideoFileSink`); what people watch as it comes (a window, RTP, RTSP, a
+        page) shows each frame when it arrives, so by default this is :meth:`write`."""
+        self.write(frame)
+
     def close(self, keep: bool = True) -> None:
         pass
 
@@ -118,19 +124,38 @@ class _EncodingSink(Output):
         raise NotImplementedError
 
     def write(self, frame: np.ndarray) -> None:
+        self._encode(frame, self.frames)
+
+    def _encode(self, frame: np.ndarray, pts: int) -> None:
         import av
 
         if self._container is None:
             self._open(*frame.shape[:2])
         try:
-            encode_frame(self._container, self._stream, frame, self.frames)
+            encode_frame(self._container, self._stream, frame, pts)
         except (av.error.FFmpegError, OSError) as e:  # a full disk, a removed folder, a closed socket
             raise OutputError(self._failed(e)) from None
         self.frames += 1
 
 
 class VideoFileSink(_EncodingSink):
-    """Encodes BGR frames into ``path`` at the input's exact frame rate."""
+    """Encodes BGR frames into ``path`` at the input's exact frame rate.
+
+    A recording of a live source keeps real time: frames written with :meth:`write_at` (the run
+    loop does so for a camera, a stream or ``--live``) carry their capture time as presentation
+    timestamps, so frames the analyser dropped leave a gap in time and an hour of camera plays
+    for an hour. Why timestamps rather than repeating the last annotated frame where frames were
+    dropped: the file stays as small as what was analysed (no re-encoded duplicates, no encoder
+    time spent on them while the run is already behind), and it is exact, where repeats can
+    only fill whole frames; mp4, mov, mkv and flv store variable frame rate as such (AVI, a
+    constant-rate container, fills the gaps with empty frames itself). The timestamps stay on
+    the nominal frame grid (time base 1/fps, rounded), so players that read the rate see the
+    camera's. B-frames are off for such a recording: the muxer derives decode times by
+    reordering presentation times, and across a gap that put mp4's duration short. Live RTP and
+    RTSP outputs stay constant-rate (:meth:`Output.write_at`): a viewer plays them as they come.
+    Frames written with :meth:`write` (any file source not played live) are numbered 0, 1, 2...:
+    every frame, at the input's rate, exactly as the input.
+    """
 
     def __init__(self, path: str, fps, codec: Optional[str] = None, crf: int = 23, preset: str = "veryfast"):
         self.path = path
@@ -151,6 +176,22 @@ class VideoFileSink(_EncodingSink):
         self._container = None
         self._stream = None
         self.frames = 0
+        self.timed = False  # written with write_at: presentation times from the capture clock
+        self._t0: Optional[float] = None  # capture time that maps to pts 0
+        self._pts = -1  # the last pts written
+        self._last_time = None
+
+    def write_at(self, frame: np.ndarray, time: float) -> None:
+        if self._t0 is None:
+            self.timed, self._t0 = True, time
+        elif time < self._last_time:  # the source's clock restarted (a reconnect): go on right after
+            self._t0 = time - (self._pts + 1) / self.rate
+        self._last_time = time
+        # strictly increasing: two frames within one frame period (a camera faster than it says)
+        # take consecutive slots
+        pts = max(int(round((time - self._t0) * self.rate)), self._pts + 1)
+        self._encode(frame, pts)
+        self._pts = pts
 
     def _open(self, h: int, w: int):
         import av
@@ -162,7 +203,7 @@ class VideoFileSink(_EncodingSink):
         self.codec = pick_codec(self.codec)
         s = add_video_stream(self._container, self.codec, self.rate, h, w)
         if self.codec == "libx264":
-            s.options = {"crf": str(self.crf), "preset": self.preset}
+            s.options = {"crf": str(self.crf), "preset": self.preset, **({"bf": "0"} if self.timed else {})}
         s.thread_type = "AUTO"
         self._stream = s
 

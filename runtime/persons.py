@@ -25,6 +25,7 @@ every frame through the same buffers.
 
 from __future__ import annotations
 
+import collections
 import sys
 import time as _time
 from dataclasses import dataclass
@@ -86,6 +87,122 @@ def square_crop(box, frame_h: int, frame_w: int, context: float):
     return x0, y0, side
 
 
+AUTO_DETECT_MAX = 8  # --detect-every auto: at most every 8th frame (a quarter second at 30 fps) coasts
+
+
+def ordinal(n: int) -> str:
+    return f"{n}{'tsnrhtdd'[(n // 10 % 10 != 1) * (n % 10 < 4) * n % 10::4]}"
+
+
+def every_nth(n: int) -> str:
+    return "every frame" if n == 1 else f"every {ordinal(n)} frame"
+
+
+class DetectEvery:
+    """``--detect-every auto``: how often the detector runs on a live source, from measured times.
+
+    A live source gives a frame every ``budget = 1 / fps`` seconds; a frame that costs more is
+    paid for by dropping later ones. Detection is most of the per-person cost, and between
+    detections the tracker's Kalman prediction carries every box (``--detect-every N``), so the
+    cheapest way to keep up is to detect less often: with a detector call of ``d`` seconds and
+    ``r`` seconds of the rest of each frame's work (tracking, crops, classification, drawing,
+    encoding), a frame costs ``d / N + r`` on average. N is the smallest within ``low..high``
+    whose frames take at most ``fall`` x budget: it keeps up, with room for what the times miss
+    (decoding on the capture thread shares the cores), while detecting as often as the machine
+    allows. The classification cadence is not touched: each person is still labelled about
+    twice a second.
+
+    Why it does not flap: both times are means over a window (the last ``window`` detector calls;
+    about a second of frames for the rest, which spans a classification burst or two); N rises
+    only when a frame at N takes more than ``rise`` x budget and falls only when one at N - 1
+    would take at most ``fall`` x budget, so going back and forth needs the times to swing by
+    the gap between the two; and a change needs its condition on consecutive frames (half a
+    second to rise, since frames are being lost; two seconds to fall). Nothing is decided before
+    ``warmup`` detector calls (the first ones pay for allocation and caches).
+
+    :meth:`step` is fed one frame's times and returns the new N when it changed (the first
+    decision counts as a change, so the choice is said once), else None.
+    """
+
+    def __init__(self, fps: float, low: int = 1, high: int = 8, rise: float = 0.9, fall: float = 0.75,
+                 window: int = 8, warmup: int = 3):
+        self.fps = float(fps or 30.0)
+        self.budget = 1.0 / self.fps
+        self.low, self.high, self.rise, self.fall = low, high, rise, fall
+        self.n = low
+        self.decided = False
+        self.keeps_up = True
+        self._detect: collections.deque = collections.deque(maxlen=window)
+        self._rest: collections.deque = collections.deque(maxlen=max(4, int(round(self.fps))))
+        self._warmup = warmup
+        self._hold_rise = max(2, int(round(self.fps * 0.5)))
+        self._hold_fall = max(4, int(round(self.fps * 2.0)))
+        self._up = self._down = 0
+
+    @property
+    def detector_s(self) -> float:
+        return sum(self._detect) / len(self._detect) if self._detect else 0.0
+
+    @property
+    def rest_s(self) -> float:
+        return sum(self._rest) / len(self._rest) if self._rest else 0.0
+
+    def cost(self, n: int) -> float:
+        """Seconds a frame costs on average when the detector runs on every n-th frame."""
+        return self.detector_s / n + self.rest_s
+
+    def fitting(self, share: float) -> int:
+        """The smallest N in bounds whose frames fit ``share`` of the budget (``high`` if none)."""
+        for n in range(self.low, self.high + 1):
+            if self.cost(n) <= share * self.budget:
+                return n
+        return self.high
+
+    def step(self, rest_s: Optional[float], detect_s: Optional[float] = None) -> Optional[int]:
+        if detect_s is not None:
+            if self._warmup > 0:
+                self._warmup -= 1
+            else:
+                self._detect.append(detect_s)
+        if rest_s is not None:
+            self._rest.append(rest_s)
+        if not self._detect or len(self._rest) < self._rest.maxlen:
+            return None
+        if not self.decided:  # the first choice, said once
+            self.decided = True
+            return self._set(self.fitting(self.fall))
+        self._up = self._up + 1 if self.cost(self.n) > self.rise * self.budget and self.n < self.high else 0
+        self._down = self._down + 1 if self.n > self.low and self.cost(self.n - 1) <= self.fall * self.budget else 0
+        if self._up >= self._hold_rise:
+            return self._set(max(self.n + 1, self.fitting(self.fall)))
+        if self._down >= self._hold_fall:
+            return self._set(self.fitting(self.fall))
+        self.keeps_up = self.cost(self.n) <= self.budget
+        return None
+
+    def _set(self, n: int) -> int:
+        self.n = max(self.low, min(self.high, n))
+        self._up = self._down = 0
+        self.keeps_up = self.cost(self.n) <= self.budget
+        return self.n
+
+    def say(self) -> str:
+        """The line for stderr: what was chosen, from what, and whether it keeps up."""
+        d, budget, rest = 1000 * self.detector_s, 1000 * self.budget, 1000 * self.rest_s
+        if self.keeps_up:
+            return (f"detect {every_nth(self.n)} to keep up with {self.fps:.0f} fps "
+                    f"(detector {d:.0f} ms, other work {rest:.0f} ms a frame, budget {budget:.0f} ms)")
+        return (f"cannot keep up with {self.fps:.0f} fps even detecting {every_nth(self.n)} (detector {d:.0f} ms, "
+                f"other work {rest:.0f} ms a frame, budget {budget:.0f} ms): frames will be dropped; a smaller "
+                f"detector or model, fewer people (--max-batch) or a lower --input-rate would keep up")
+
+    def event(self, frame: int, time: float) -> dict:
+        return {"event": "adapt", "frame": frame, "time": round(time, 4), "detect_every": self.n,
+                "fps": round(self.fps, 2), "detector_ms": round(1000 * self.detector_s, 1),
+                "other_ms": round(1000 * self.rest_s, 1), "budget_ms": round(1000 * self.budget, 1),
+                "keeps_up": self.keeps_up}
+
+
 class PersonActionNet(Analyser):
     """Detector + tracker + one clip per person + a batched action model.
 
@@ -102,7 +219,8 @@ class PersonActionNet(Analyser):
                  nms_iou: float = 0.45, detector_classes=("person",), detector_layout: Optional[str] = None,
                  track_timeout: float = 1.0, context: float = 1.2, crop_mode: str = "anchored", max_batch: int = 16,
                  log=sys.stderr, precision: Optional[str] = None, network: Optional[str] = "resnet-18",
-                 fps: float = 30.0, detect_every: int = 1, detector_engine: Optional[str] = None, **overrides):
+                 fps: float = 30.0, detect_every=None, detector_engine: Optional[str] = None, live: bool = False,
+                 **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -122,14 +240,21 @@ class PersonActionNet(Analyser):
             raise
         self.engine, self.spec, self.skip_frames = c.engine, c.spec, c.skip_frames
         s = self.spec
-        # the tracker ages tracks on detection frames only (coasting is no evidence of absence)
-        max_age = int(round(track_timeout * float(fps or 30.0) / detect_every))
+        # --detect-every auto (the default for a live source): chosen and adjusted from measured
+        # times (DetectEvery); a file keeps every frame unless told, so its results stay exact
+        auto = detect_every == "auto" or (detect_every is None and live)
+        self.adapt = DetectEvery(fps, high=AUTO_DETECT_MAX) if auto else None
+        detect_every = 1 if auto or detect_every is None else int(detect_every)
+        self.log = log
+        self.track_timeout, self.fps = track_timeout, float(fps or 30.0)
         self.tracker = ByteTracker(high=max(0.5, person_conf), low=min(0.1, person_conf),
-                                   new_track=max(0.5, person_conf), max_age=max_age)
+                                   new_track=max(0.5, person_conf), max_age=self._max_age(detect_every))
         if cadence is None:  # a streaming model's label costs a fraction of a clip: one per stored frame
             cadence = 1 if s.states else person_cadence(fps, self.skip_frames)
         self.cadence = cadence
         self.detect_every = detect_every
+        self._next_detect = 0  # the frame index of the next detection
+        self._work = None  # the timer's non-detection seconds when the previous frame came in
         self.context, self.crop_mode = context, crop_mode
         self.prepare = c.prepare
         batch_dim = self.engine.input.shape[0]
@@ -151,6 +276,26 @@ class PersonActionNet(Analyser):
         self.classifications = 0
         self.min_duration = c.options.min_duration
         self.segment_summary = SegmentSummary()
+
+    def _max_age(self, detect_every: int) -> int:
+        """The tracker ages tracks on detection frames only (coasting is no evidence of
+        absence): ``--track-timeout`` seconds in detection frames."""
+        return int(round(self.track_timeout * self.fps / detect_every))
+
+    def _adapt(self, detect_s: Optional[float], index: int, time: float, events: list) -> None:
+        """Feed ``--detect-every auto`` this frame's times; on a change, say it and write it."""
+        work = sum(v for k, v in self.timer.total.items() if k not in ("detect", "decode"))
+        rest, self._work = (None if self._work is None else work - self._work), work
+        n = self.adapt.step(rest, detect_s)
+        if n is None:
+            return
+        if n != self.detect_every:
+            self._next_detect = min(self._next_detect, index + n)
+        self.detect_every = n
+        self.tracker.max_age = self._max_age(n)
+        if self.log is not None:
+            print(f"actionnet: {self.adapt.say()}", file=self.log)
+        events.append(self.adapt.event(index, time))
 
     # -- per-track state ------------------------------------------------------------------
     def _state(self, track: Track) -> PersonState:
@@ -202,7 +347,8 @@ class PersonActionNet(Analyser):
         events: list = []
         t0 = clock()
         dets = None  # frames the detector skips keep each person's last keypoints
-        if index % self.detect_every == 0:
+        if index >= self._next_detect:
+            self._next_detect = index + self.detect_every
             dets = self.detector(frame)
             t1 = clock()
             tracks, evicted = self.tracker.update(dets.boxes, dets.scores, dets.classes)
@@ -239,6 +385,8 @@ class PersonActionNet(Analyser):
         if due:
             self._classify(due, index, time, events)
             self.timer.add("classify", clock() - t3)
+        if self.adapt is not None:
+            self._adapt(t1 - t0 if dets is not None else None, index, time, events)
         return events
 
     def _classify(self, due: List[PersonState], index: int, time: float, events: list) -> None:
@@ -321,6 +469,8 @@ class PersonActionNet(Analyser):
         d = self.detector.spec
         batch = f"batch up to {self.max_batch}" if self.batched else "fixed batch 1: one call per person"
         every = "every frame" if self.detect_every == 1 else f"every {self.detect_every} frames"
+        if self.adapt is not None:
+            every = f"every 1 to {self.adapt.high} frames as it keeps up (--detect-every auto)"
         return f"per person: detector {self.detector.engine.path} ({d.layout}, {self.detector.describe_size()}, " \
                f"{self.detector.engine.name}, {every}), {self.classifier.describe()[:-1]}, {batch}, each person classified every " \
                f"{self.cadence * (self.skip_frames + 1)} frames)"

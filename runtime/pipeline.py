@@ -200,6 +200,9 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
     meter = FpsMeter()
     keep = interrupted = False
     generation = source.generation
+    # a recording of a live source keeps real time: each frame carries its capture time (frames
+    # dropped while behind leave gaps, VideoFileSink.write_at); a file's frames stay numbered
+    stamped = source.live and hasattr(output, "write_at")
     marks = StreamMarks(source)  # reconnect and dropped-frame lines for the timeline
     start = clock()
     if stop is not None:  # a capture thread: stop even while waiting for a frame
@@ -229,7 +232,10 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
                 analyser.annotate(frame, meter.fps)
                 t3 = clock()
                 timer.add("draw", t3 - t2)
-                output.write(frame)
+                if stamped:
+                    output.write_at(frame, t)
+                else:
+                    output.write(frame)
                 timer.add("encode", clock() - t3)
             stats.frames += 1
             meter.tick()

@@ -1,11 +1,12 @@
-"""Outputs when the disk fills up: one line naming the file and the reason, no partial video,
-an events file of whole lines only, a non-zero exit."""
+"""Outputs: when the disk fills up, one line naming the file and the reason, no partial video,
+an events file of whole lines only, a non-zero exit; a recording of a live source keeps real time."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import time
 
 import pytest
 
@@ -95,3 +96,95 @@ def test_full_disk_while_finalising_the_video(tmp_path):
     with pytest.raises(OutputError, match="v.mp4: No space left on device"):
         sink.close()
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# A recording of a live source keeps real time (issue 27)
+
+
+def _video_info(path):
+    """(frames decoded, duration in seconds from the last frame's time plus one frame, the
+    container's duration, the stream's average rate)."""
+    import av
+
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = [f.pts for f in c.decode(s)]
+        rate = s.average_rate
+        last = float((pts[-1] - pts[0]) * s.time_base) + 1 / float(s.guessed_rate or rate)
+        return len(pts), last, c.duration / 1e6, rate
+
+
+@pytest.mark.parametrize("ext", ["mp4", "mkv", "avi"])
+def test_frames_written_with_their_time_leave_gaps_in_time(tmp_path, ext):
+    """Frames 0, 1, 2, 5, 9, 29 of a 30 fps camera (the others dropped) last one second, not six
+    frames' worth; a clock that restarts (a reconnect) goes on after the last frame."""
+    import numpy as np
+
+    from actionnet.outputs import VideoFileSink
+
+    out = tmp_path / f"v.{ext}"
+    sink = VideoFileSink(str(out), 30)
+    for k in (0, 1, 2, 5, 9, 29):
+        sink.write_at(np.full((32, 32, 3), 8 * k, np.uint8), 100.0 + k / 30 + 0.004)
+    sink.close()
+    n, last, container, _ = _video_info(out)
+    assert n >= 6 and last == pytest.approx(1.0, abs=0.02), (n, last)
+    assert container == pytest.approx(1.0, abs=0.04), container
+
+    sink = VideoFileSink(str(out), 30)
+    for t in (5.0, 5.1, 0.0, 0.1):  # the source's clock went back to 0 at a reconnect
+        sink.write_at(np.zeros((32, 32, 3), np.uint8), t)
+    sink.close()
+    assert _video_info(out)[1] == pytest.approx((3 + 1 + 3 + 1) / 30, abs=0.02)
+
+
+class _SlowAnalyser:
+    """An analyser that takes ``seconds`` per frame: slower than the footage it is given."""
+
+    def __init__(self, seconds):
+        from actionnet.pipeline import StageTimer
+
+        self.seconds, self.timer, self.classifications, self.segment_summary = seconds, StageTimer(), 0, None
+
+    def process(self, frame, t):
+        time.sleep(self.seconds)
+        return []
+
+    def restart(self):
+        return []
+
+    def finish(self, reason="end"):
+        return []
+
+    def annotate(self, frame, fps=None):
+        return frame
+
+
+def test_a_live_recording_lasts_as_long_as_the_footage_though_frames_were_dropped(tmp_path):
+    from actionnet.export.synthetic import video_frames, write_video
+    from actionnet.outputs import VideoFileSink
+    from actionnet.pipeline import run
+    from actionnet.sources import SourceOptions, video_source
+
+    footage = write_video(str(tmp_path / "fast.mp4"), video_frames("red left slow", 150, 0.1), fps=100)  # 1.5 s
+    out = tmp_path / "live.mp4"
+    src = video_source(footage, SourceOptions(live=True))
+    try:
+        stats = run(src, _SlowAnalyser(0.025), output=VideoFileSink(str(out), src.rate))  # 40 fps at most
+    finally:
+        src.close()
+    assert stats.dropped > 30 and stats.frames + stats.dropped == 150, (stats.frames, stats.dropped)
+    n, last, container, _ = _video_info(out)
+    assert n == stats.frames
+    assert last == pytest.approx(1.5, rel=0.03) and container == pytest.approx(1.5, rel=0.03), (last, container)
+
+    # the same footage as a file: every frame, the input's count and rate, as before
+    plain = tmp_path / "plain.mp4"
+    src = video_source(footage)
+    try:
+        stats = run(src, _SlowAnalyser(0.0), output=VideoFileSink(str(plain), src.rate))
+    finally:
+        src.close()
+    n, last, _, rate = _video_info(plain)
+    assert stats.dropped == 0 and n == 150 and rate == 100 and last == pytest.approx(1.5, rel=0.01)

@@ -308,4 +308,139 @@ def test_default_cadence_refreshes_each_label_about_twice_a_second(tmp_path, syn
     text = " ".join(r.stdout.split())
     assert "refreshed about twice a second" in text and "--detect-every" in text
     r = run_cli("--persons", "--detector", det, "--model", synthetic_model, "--detect-every", "0", "in.mp4")
-    assert r.returncode != 0 and "--detect-every must be >= 1" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "--detect-every: expected auto or a whole number >= 1" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# --detect-every auto: keeping up with a live source (issue 27)
+
+
+def _drive(ctrl, frames, detect_s, rest_s):
+    """Feed ``ctrl`` ``frames`` frames, detecting on every ``ctrl.n``-th as the analyser does;
+    ``detect_s`` and ``rest_s`` are callables of the frame index. The N in force per frame and
+    the changes (frame, N)."""
+    ns, changes, next_detect = [], [], 0
+    for i in range(frames):
+        d = None
+        if i >= next_detect:
+            next_detect, d = i + ctrl.n, detect_s(i)
+        n = ctrl.step(rest_s(i), d)
+        if n is not None:
+            changes.append((i, n))
+            next_detect = min(next_detect, i + n)
+        ns.append(ctrl.n)
+    return ns, changes
+
+
+def test_detect_every_rises_when_the_detector_is_slow_and_falls_back_when_it_is_fast():
+    from actionnet.persons import DetectEvery
+
+    c = DetectEvery(28.0)  # a 35.7 ms budget
+    ns, changes = _drive(c, 200, lambda i: 0.045, lambda i: 0.015)
+    # 45/N + 15 ms fits three quarters of the budget (26.8 ms) from N = 4 on
+    assert changes[0][1] == 4 and ns[-1] == 4 and c.keeps_up and len(changes) == 1, changes
+    assert "detect every 4th frame to keep up with 28 fps (detector 45 ms" in c.say()
+    ev = c.event(changes[0][0], 1.0)
+    assert ev["event"] == "adapt" and ev["detect_every"] == 4 and ev["budget_ms"] == 35.7 and ev["keeps_up"]
+    ns, more = _drive(c, 400, lambda i: 0.005, lambda i: 0.015)  # a faster detector (another engine)
+    assert more and more[-1][1] == 1 and ns[-1] == 1, more
+    assert c.say().startswith("detect every frame")
+    ns, again = _drive(c, 400, lambda i: 0.030, lambda i: 0.015)  # slower again: up, not at once
+    assert again and ns[-1] == 3 and ns[:10] == [1] * 10, again  # 30/3 + 15 = 25 ms
+
+
+def test_detect_every_does_not_flap_on_noisy_times():
+    """25 fps (40 ms a frame); detector 50 ms +- 6, other work 8 ms +- 3 plus a classification
+    burst of 28 ms every 14th frame: N = 3 costs 26.7 ms on average, within three quarters of the
+    budget, N = 2 would cost 35. N settles on 3 within the first seconds and never moves again."""
+    from actionnet.persons import DetectEvery
+
+    rng = np.random.default_rng(0)
+    c = DetectEvery(25.0)
+    n = 3000
+    detect = rng.normal(0.050, 0.006, n).clip(0.02)
+    rest = rng.normal(0.008, 0.003, n).clip(0.0) + np.where(np.arange(n) % 14 == 0, 0.028, 0.0)
+    ns, changes = _drive(c, n, lambda i: detect[i], lambda i: rest[i])
+    assert len(changes) <= 2 and changes[-1][0] < 200 and set(ns[200:]) == {3}, changes
+
+
+def test_detect_every_stays_in_bounds_and_says_when_it_cannot_keep_up():
+    from actionnet.persons import DetectEvery
+
+    c = DetectEvery(30.0, low=1, high=8)
+    ns, changes = _drive(c, 300, lambda i: 1.0, lambda i: 0.010)  # a one-second detector
+    assert max(ns) == 8 and changes[-1][1] == 8 and not c.keeps_up
+    assert c.say().startswith("cannot keep up with 30 fps even detecting every 8th frame")
+    assert c.event(0, 0.0)["keeps_up"] is False
+    c = DetectEvery(30.0)
+    ns, changes = _drive(c, 300, lambda i: 0.001, lambda i: 0.050)  # the rest alone is over budget
+    assert set(ns[changes[0][0]:]) == {8} and not c.keeps_up
+    c = DetectEvery(30.0)
+    ns, changes = _drive(c, 300, lambda i: 0.0001, lambda i: 0.0001)
+    assert min(ns) == 1 and changes == [(changes[0][0], 1)] and c.keeps_up
+
+
+class _SlowDetector:
+    """The detector, ``seconds`` slower per call."""
+
+    def __init__(self, det, seconds):
+        self.det, self.seconds, self.calls = det, seconds, []
+
+    def __call__(self, frame):
+        import time
+
+        time.sleep(self.seconds)
+        self.calls.append(frame)
+        return self.det(frame)
+
+    def __getattr__(self, name):
+        return getattr(self.det, name)
+
+
+def test_auto_detects_less_often_when_the_detector_is_slower_than_the_frames(tmp_path, synthetic_model):
+    """A detector that sleeps 60 ms on a 30 fps source (33 ms a frame) cannot run on every frame:
+    the analyser chooses N >= 2, writes it as an event and says it; a file (not live) keeps N = 1."""
+    import io
+
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=90)
+    log = io.StringIO()
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threshold=0.0, threads=1,
+                         fps=30.0, live=True, log=log) as net:
+        net.detector = slow = _SlowDetector(net.detector, 0.06)
+        events = _run(net, frames)
+        assert "every 1 to 8 frames as it keeps up (--detect-every auto)" in net.describe()
+    adapt = [e for e in events if e["event"] == "adapt"]
+    assert adapt and adapt[0]["detect_every"] >= 2 and adapt[0]["detector_ms"] >= 60, adapt
+    assert f"actionnet: detect every {adapt[0]['detect_every']}" in log.getvalue() \
+        or "actionnet: cannot keep up" in log.getvalue(), log.getvalue()
+    assert log.getvalue().count("keep up with 30 fps") == len(adapt)  # each choice said once
+    assert len(slow.calls) < 0.75 * len(frames)
+    assert {e["track_id"] for e in events if e["event"] == "classification"}  # still labelled
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, context=CONTEXT, threads=1, log=None) as net:
+        assert net.adapt is None and net.detect_every == 1  # a file: every frame, as before
+
+
+def test_cli_live_per_person_run_writes_and_says_its_detect_every(tmp_path, synthetic_model):
+    """``--live`` per person: auto by default, its choice in the events and once on stderr; a fixed
+    number, or a file played as a file, adapts nothing."""
+    from actionnet.export.synthetic import write_video
+    from actionnet.persons import every_nth
+
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=120)
+    video = write_video(str(tmp_path / "sq.mp4"), frames, fps=30)
+    ev = tmp_path / "ev.jsonl"
+    common = ("--persons", "--detector", det, "--model", synthetic_model, "--skip-frames=0", "--headless",
+              "--crop-context", str(CONTEXT), "--threads=1", "--events", ev)
+    r = run_cli(*common, "--live", video)
+    assert r.returncode == 0, r.stderr
+    adapt = [e for e in map(json.loads, ev.read_text().splitlines()) if e["event"] == "adapt"]
+    assert adapt and all(1 <= e["detect_every"] <= 8 for e in adapt), adapt
+    said = [line for line in r.stderr.splitlines() if "keep up with 30 fps" in line]
+    assert len(said) == len(adapt) and every_nth(adapt[0]["detect_every"]) in said[0], r.stderr
+    for extra in (("--live", "--detect-every", "2"), ()):  # a fixed N, and a file played as a file
+        r = run_cli(*common, *extra, video)
+        assert r.returncode == 0, r.stderr
+        assert not [line for line in ev.read_text().splitlines() if '"adapt"' in line] and "keep up" not in r.stderr

@@ -53,9 +53,21 @@ def choose_engine(path: str) -> Tuple[str, str]:
     return "onnxruntime", "no GPU and no OpenVINO"
 
 
+# Several cameras in one process (runtime/site.py) set this to a pool so that every analyser that
+# asks for the same model with the same options gets the one engine already loaded.
+shared_pool = None
+
+
 def open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, precision: Optional[str] = None,
                 log=None, max_batch: int = 1) -> Engine:
     """The engine for ``path``. ``auto`` picks the best backend present and says which on ``log``."""
+    if shared_pool is not None:
+        return shared_pool.get(_open_engine, path, engine, threads, precision, log, max_batch)
+    return _open_engine(path, engine, threads, precision, log, max_batch)
+
+
+def _open_engine(path: str, engine: str = "auto", threads: Optional[int] = None, precision: Optional[str] = None,
+                 log=None, max_batch: int = 1) -> Engine:
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose one of: {', '.join(ENGINES)}")
     if precision is not None and precision not in PRECISIONS:
