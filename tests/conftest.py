@@ -44,6 +44,22 @@ def lean_python() -> str:
     return envs.require(envs.lean_python, "the runtime-only environment")
 
 
+def wait_for(cond, timeout, what, proc=None, log=None):
+    """Poll ``cond`` until it holds; fail naming ``what`` with the tail of ``log`` (a file the
+    process under test writes to) once ``timeout`` passes or ``proc`` exits first."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    text = Path(log).read_text()[-3000:] if log and Path(log).exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{text}")
+
+
 def run_cli(*args, module="actionnet.cli", timeout=600):
     """Run a console entry point in a subprocess; returns CompletedProcess (text)."""
     import subprocess

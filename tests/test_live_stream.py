@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from conftest import shared_file, wait_for
 from rtsp_server import LoopingRtspServer, free_tcp_port, gst_rtsp_available
 
 
@@ -31,16 +31,6 @@ def read_lines(path):
     except FileNotFoundError:
         return []
 
-
-def wait_for(cond, timeout, what, proc=None, log=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; stderr:\n{open(log).read() if log else ''}")
 
 
 def test_rtsp_source_reconnects_after_the_server_is_killed_and_restarted(gst_rtsp, synthetic_model, tmp_path):

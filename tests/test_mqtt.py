@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, wait_for
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 MOSQUITTO = shutil.which("mosquitto", path=SBIN)
@@ -170,18 +170,6 @@ class Subscriber:
     def close(self):
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def wait_for(cond, timeout, what, proc=None, log=None):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    text = Path(log).read_text()[-3000:] if log and Path(log).exists() else ""
-    raise AssertionError(f"timed out waiting for {what}\n{text}")
 
 
 def unique(events):

@@ -367,7 +367,7 @@ def test_flat_curves_are_drawn_inside_the_frame():
     img = draw_curves(history, width=480, height=300).astype(int)
     top, bottom = 30, 300 - 35
     for panel in (img[:, :480], img[:, 480:]):
-        b, g, r = panel[..., 0], panel[..., 1], panel[..., 2]
+        b, r = panel[..., 0], panel[..., 2]
         curve = (np.abs(b - r) > 80) & (panel.min(axis=2) < 200)  # blue or orange, not black or grey
         curve[:, :60] = False  # the legend sits top right; the labels at the left
         curve[:top + 3 + 40, -80:] = False

@@ -351,7 +351,7 @@ def test_zoo_downloads_and_exports_a_stream_network(tmp_path, monkeypatch):
         server.stop()
 
 
-def test_stream_model_runs_on_tensorrt(exported, trt):
+def test_stream_model_runs_on_tensorrt(exported, trt):  # noqa: F811 (the imported fixture)
     """The state tensors get TensorRT optimisation profiles (batch 1 to max, the rest fixed) and
     go round through the engine's buffers: on the fake of each TensorRT version (8.6, 10.3, 11),
     which executes plans with ONNX Runtime, the streamed scores equal ONNX Runtime's."""
