@@ -17,9 +17,8 @@ import numpy as np
 from actionnet.engines.onnxmeta import read_metadata
 from actionnet.errors import InputError, ModelError
 from actionnet.preprocess import FramePreparer, HostNormalizer
-from actionnet.spec import ModelSpec
-
 from actionnet.sources import IMAGE_EXTENSIONS as IMAGE_EXT, VIDEO_EXTENSIONS as VIDEO_EXT
+from actionnet.spec import ModelSpec
 
 
 def spec_of(onnx_path: str) -> ModelSpec:

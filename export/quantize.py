@@ -46,8 +46,7 @@ def quantize(model: str, calib: str, output: str, skip_frames=None, max_clips: i
     """Quantise ``model``; returns the :class:`~actionnet.export.agreement.Agreement` on the
     held-out clips. Raises ModelError (and writes nothing) below ``min_agreement`` unless
     ``force``."""
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from actionnet.engines.onnxruntime import OnnxRuntimeEngine

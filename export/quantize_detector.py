@@ -68,7 +68,9 @@ def is_detector(path: str) -> bool:
         return meta["actionnet.task"] == "detector"
     init = {i.name for i in m.graph.initializer}
     inputs = [i for i in m.graph.input if i.name not in init]
-    rank = lambda v: len(v.type.tensor_type.shape.dim)
+    def rank(v):
+        return len(v.type.tensor_type.shape.dim)
+
     return len(inputs) == 1 and rank(inputs[0]) == 4 and len(m.graph.output) >= 1 and rank(m.graph.output[0]) == 3
 
 

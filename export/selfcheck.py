@@ -93,9 +93,8 @@ def _pycuda():
 
 def _cuda_python():
     try:
-        from cuda.bindings import runtime as rt
-
         import cuda.bindings as b
+        from cuda.bindings import runtime as rt
         version = getattr(b, "__version__", "?")
     except ImportError:
         from cuda import cudart as rt

@@ -20,12 +20,20 @@ The layers, source to output: :mod:`~actionnet.sources` (and :mod:`~actionnet.ca
 the ``actionnet`` command runs (:mod:`~actionnet.cli`).
 """
 
-from .errors import (ActionNetError, InputError, LabelError, MissingLibraryError, ModelError, OutputError,
-                     UsageError, ZooError)
+from .errors import (
+    ActionNetError,
+    InputError,
+    LabelError,
+    MissingLibraryError,
+    ModelError,
+    OutputError,
+    UsageError,
+    ZooError,
+)
 from .framebuffer import FrameBuffer
-from .net import ActionNet
-from .outputs import EventSink, Events, Output, video_output
 from .mqtt import MqttSink
+from .net import ActionNet
+from .outputs import Events, EventSink, Output, video_output
 from .persons import PersonActionNet
 from .pipeline import Analyser, run
 from .scores import Classification

@@ -19,8 +19,17 @@ import signal
 import sys
 from typing import List, Optional
 
-from .config import (CROP_MODES, DETECTOR_LAYOUTS, ClassifierOptions, MqttOptions, PersonOptions, RunConfig,
-                     SourceConfig, floats)
+from .config import (
+    CROP_MODES,
+    DETECTOR_LAYOUTS,
+    ClassifierOptions,
+    MqttOptions,
+    PersonOptions,
+    RunConfig,
+    SourceConfig,
+    floats,
+    redact,
+)
 from .engines import ENGINES
 from .errors import ActionNetError, UsageError
 from .spec import COLOR_ORDERS, RESIZE_MODES
@@ -43,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "rtsp://@:port/path, rtp://host:port, webrtc://@:port/name (a page for browsers; "
                    "default: display://0 unless --headless)")
     p.add_argument("--config", metavar="FILE", help="several cameras in one process, one set of engines: a YAML "
-                   "site file (options and cameras:; see README, Several cameras) instead of INPUT and options "
+                   "site file (options and cameras:; see docs/cameras.md) instead of INPUT and options "
                    "(default: none)")
     m = p.add_argument_group("model")
     m.add_argument("--network", default="resnet-18", help="model zoo name (default: resnet-18)")
@@ -257,7 +266,7 @@ def run(config: RunConfig, log=sys.stderr) -> int:
                                  web_token=config.web_token)
             if getattr(output, "events", None) is not None:  # an output that shows the events too (a page)
                 events.add(output.events)
-        print(f"actionnet: {source.describe()} -> {config.output or '-'}; {analyser.describe()}", file=log)
+        print(f"actionnet: {source.describe()} -> {redact(config.output or '-')}; {analyser.describe()}", file=log)
         progress = Progress(source.frame_count, log) if config.progress and log.isatty() else None
         with StopFlag() as stop:
             stats = run_loop(source, analyser, output=output, events=events or None, progress=progress, stop=stop)
@@ -312,7 +321,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         with _StopBeforeRun():
             args = build_parser().parse_args(argv)
             if args.config is not None:  # runtime/site.py: the file holds every option
-                from .site import run_site, check_alone
+                from .site import check_alone, run_site
 
                 check_alone(args)
                 return run_site(args.config, log)

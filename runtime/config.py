@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from dataclasses import dataclass, field, fields
 from typing import Optional, Sequence, Tuple, Union
 
@@ -238,6 +239,20 @@ class RunConfig:
         elif self.web_token is not None:
             raise UsageError("--web-token is for a webrtc:// output (as in webrtc://@:8554/output)")
         return self
+
+
+def redact(uri: str) -> str:
+    """``uri`` as it may be printed: the password of ``user:password@`` and a ``token=`` value
+    masked. Start-up lines and errors end up in logs and bug reports; a camera's or broker's
+    password and a page's token must not. The userinfo ends at the last ``@`` before the path, so
+    a password with an unescaped ``@`` or ``/`` is masked whole."""
+    if "://" in uri:
+        scheme, rest = uri.split("://", 1)
+        at = rest.rfind("@", 0, len(rest) if "?" not in rest else rest.index("?"))
+        if at >= 0 and ":" in rest[:at]:
+            rest = rest[:rest.index(":")] + ":***" + rest[at:]
+        uri = f"{scheme}://{rest}"
+    return re.sub(r"([?&]token=)[^&#]*", r"\1***", uri)
 
 
 def is_uri(name: str) -> bool:

@@ -37,8 +37,8 @@ import collections
 import json
 import os
 import re
-import ssl
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
 
+from .config import redact
 from .errors import MissingLibraryError, OutputError, UsageError
 from .outputs import Events
 
@@ -90,7 +91,7 @@ def parse_uri(uri: str) -> Broker:
     if scheme not in SCHEMES:
         raise UsageError(f"--events {uri}: {usage}")
     u = urlsplit(uri)
-    shown = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", uri)
+    shown = redact(uri)
     topic = unquote(u.path[1:])
     if u.fragment or "+" in topic or "#" in uri.split("://", 1)[1]:
         raise UsageError(f"--events {shown}: a topic to publish to has no wildcards (+, #); "
@@ -480,7 +481,7 @@ class MqttSink(Events):
                     # paho resends what was in flight first: nothing newer until it is acknowledged,
                     # so the broker receives events in seq order (duplicates aside)
                     hold = self._events_in_flight() > 0
-                    self._publish("status", f"{self.topic}/status", b"online")
+                    self._publish("status", f"{self.topic}/status", b"online", retain=True)
                     if self.discovery:
                         self._publish("status", *discovery_config(self.topic), retain=True)
                     for sub, payload in self._retained.items():  # a restarted broker may have lost them
@@ -520,13 +521,15 @@ class MqttSink(Events):
 
     def _last_words(self) -> None:
         """The states close() cleared and ``offline``, acknowledged within 2 s (a clean
-        disconnect sends no last will), then disconnect."""
+        disconnect sends no last will), then disconnect. The states close() queued are taken in
+        first: the worker may have left its loop between its last look and the stop."""
+        self._take_inbox()
         if not self._connected:
             return
         if not self._abandon:
             for sub in list(self._states):
                 self._publish("state", f"{self.topic}/{sub}", self._states.pop(sub) or b"", retain=True)
-            self._publish("status", f"{self.topic}/status", b"offline")
+            self._publish("status", f"{self.topic}/status", b"offline", retain=True)
             by = time.monotonic() + 2.0
             while self._connected and any(k != "event" for k, _ in self._handed.values()) \
                     and time.monotonic() < by and not self._abandon:

@@ -378,7 +378,7 @@ def open_events(uris: Sequence[str], log=sys.stderr, mqtt=None) -> EventFanout:
     """The sinks ``--events`` names: a file, ``-`` (stdout), or a URI whose scheme names a sink:
     ``mqtt://``, ``mqtts://`` (:class:`~actionnet.mqtt.MqttSink`, options from ``mqtt``, a
     :class:`~actionnet.config.MqttOptions`)."""
-    from .config import is_uri
+    from .config import is_uri, redact
 
     sinks = EventFanout()
     try:
@@ -392,7 +392,8 @@ def open_events(uris: Sequence[str], log=sys.stderr, mqtt=None) -> EventFanout:
 
                 sinks.add(MqttSink(uri, log=log, **(vars(mqtt) if mqtt is not None else {})))
                 continue
-            raise UsageError(f"--events {uri}: unknown scheme {scheme}:// (a file, - for stdout, mqtt://, mqtts://)")
+            raise UsageError(f"--events {redact(uri)}: unknown scheme {scheme}:// (a file, - for stdout, mqtt://, "
+                             f"mqtts://)")
     except BaseException:
         sinks.close()
         raise

@@ -44,8 +44,7 @@ from .posture import posture
 from .scores import Classification, Scorer
 from .segments import LabelTracker, Segment, SegmentSummary  # noqa: F401 (Segment moved there)
 from .skeleton import draw_poses
-from .streaming import StreamState
-from .streaming import for_model as streaming_for
+from .streaming import StreamState, for_model as streaming_for
 from .tracker import ByteTracker, Track
 
 

@@ -27,6 +27,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
+from .config import redact
 from .errors import ActionNetError, InputError, MissingLibraryError, UsageError
 
 # keys a camera has that the command gives as positionals, or that make no sense in a file
@@ -175,21 +176,30 @@ def load_site(path: str) -> List[CameraConfig]:
         merged = dict(base)
         merged.update({k: v for k, v in own.items() if k not in POSITIONAL_KEYS})
         options: List[str] = []
+        token: List[str] = []  # --web-token: only for a webrtc:// output (a file beside it takes none)
         for key, value in merged.items():
             args = _argv_for(key, value, table[key], cam)
             try:  # alone first: a bad value is reported with its key
                 parser.parse_args(["in", *args])
             except UsageError as e:
                 raise SiteError(f"{cam}: {key}: {_strip_argument(str(e))}") from None
+            if key == "web-token":
+                token = args
+                continue
             options += args
         configs = []
         for output in outputs or [None]:
-            argv = [*options, "--", str(own["input"])] + ([str(output)] if output is not None else [])
+            page = output is not None and str(output).startswith("webrtc://")
+            argv = [*options, *(token if page else []), "--", str(own["input"])] + \
+                ([str(output)] if output is not None else [])
             try:
                 configs.append(config_from_args(parser.parse_args(argv)))
             except ActionNetError as e:
                 key = _key_of(str(e), table) or ("output" if output is not None and str(output) in str(e) else None)
                 raise SiteError(f"{cam}: {key + ': ' if key else ''}{e}") from None
+        pages = [c for c in configs if c.web_token is not None]
+        if pages:  # the camera's outputs are opened from its first config: the page's token goes with it
+            configs[0].web_token = pages[0].web_token
         out.append(CameraConfig(str(name), configs[0], [str(o) for o in outputs], argv))
     _check_together(out, where)
     return out
@@ -213,16 +223,28 @@ def _port(uri: str) -> Optional[int]:
         return None
 
 
+def _broker_topic(uri: str) -> Optional[Tuple]:
+    """(host, port, topic) of an mqtt:// or mqtts:// events URI, else None."""
+    from urllib.parse import urlsplit
+
+    if not uri.lower().startswith(("mqtt://", "mqtts://")):
+        return None
+    u = urlsplit(uri)
+    return (u.hostname, u.port, u.path.strip("/"))
+
+
 def _check_together(cameras: List[CameraConfig], where: str) -> None:
     """What no one camera can see: two cameras writing one file or binding one port."""
     from .config import is_uri
 
     files: Dict[str, Tuple[str, str]] = {}
     ports: Dict[int, Tuple[str, str]] = {}
+    topics: Dict[Tuple, str] = {}
     inputs = {os.path.abspath(c.config.input): c.name for c in cameras if not is_uri(c.config.input)}
     for c in cameras:
         written = [("output", o) for o in c.outputs if not is_uri(o)] + \
-                  [("events", e) for e in c.config.events if e != "-" and not is_uri(e)]
+                  [("events", e) for e in c.config.events if e != "-" and not is_uri(e)] + \
+                  [("mqtt-queue", c.config.mqtt.queue)] * bool(c.config.mqtt.queue)
         for key, path in written:
             p = os.path.abspath(path)
             if p in files:
@@ -231,6 +253,13 @@ def _check_together(cameras: List[CameraConfig], where: str) -> None:
             if p in inputs:
                 raise SiteError(f"{where}: camera {c.name}: {key}: {path} is camera {inputs[p]}'s input")
             files[p] = (c.name, key)
+        for e in c.config.events:  # one camera per topic: retained state, status and will are per topic
+            topic = _broker_topic(e)
+            if topic in topics:
+                raise SiteError(f"{where}: camera {c.name}: events: {redact(e)} is camera {topics[topic]}'s topic too; "
+                                f"give each camera its own (mqtt://HOST/site/{c.name})")
+            if topic:
+                topics[topic] = c.name
         for o in c.outputs:
             port = _port(o)
             if port is None:
@@ -448,6 +477,10 @@ class _Outputs:
         for o in self.outputs:
             o.write(frame)
 
+    def write_at(self, frame, time: float) -> None:  # a live camera's recording keeps its capture times
+        for o in self.outputs:
+            o.write_at(frame, time)
+
     def close(self, keep: bool = True) -> None:
         first = None
         for o in self.outputs:
@@ -514,18 +547,19 @@ class Camera:
         except BaseException:
             for o in opened:
                 o.close(keep=False)
+            self.events, events = None, self.events
+            events.close()  # files and brokers: a camera opened late has no one else to close them
             raise
         self.output = opened[0] if len(opened) == 1 else _Outputs(opened) if opened else None
-        print(f"actionnet: {self.source.describe()} -> {', '.join(self.outputs) or '-'}; {self.analyser.describe()}",
-              file=self.log)
+        shown = ", ".join(map(redact, self.outputs)) or "-"
+        print(f"actionnet: {self.source.describe()} -> {shown}; {self.analyser.describe()}", file=self.log)
 
     def start(self, stop, opening: bool = False) -> None:
         self.thread = threading.Thread(target=self._main, args=(stop, opening), name=f"camera-{self.name}", daemon=True)
         self.thread.start()
 
     def _main(self, stop, opening: bool) -> None:
-        from .pipeline import run as run_loop
-        from .pipeline import summary_line
+        from .pipeline import run as run_loop, summary_line
 
         try:
             if opening:  # a live camera that was down at start: retried while the others run

@@ -40,6 +40,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from .config import redact
 from .errors import InputError, MissingLibraryError, UsageError
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".flv", ".mov", ".webm", ".m4v", ".ts", ".mpg", ".mpeg")
@@ -376,7 +377,7 @@ class AVLiveSource(Source):
                  timeout: float = 5.0, what: str = "stream", end_may_be_loss: bool = False):
         import av
 
-        self.uri, self.url, self.what = uri, url, what
+        self.uri, self.url, self.what = redact(uri), url, what  # the uri is what is printed
         self.end_may_be_loss = end_may_be_loss
         try:
             self._container = av.open(url, format=fmt, options=options or {}, timeout=(timeout, timeout))
@@ -640,7 +641,7 @@ class Replay(Source):
                 self._skipped += self._src.skipped
                 _close_quietly(self._src)
                 self._src = self._open()
-            last = 0.0
+            last, played = 0.0, k
             for frame, t in self._src:
                 if self.live:
                     now = self._clock()
@@ -650,6 +651,8 @@ class Replay(Source):
                         self._sleep(wait)
                 yield frame, offset + t
                 k, last = k + 1, t
+            if k == played:  # a play without a frame (every picture unreadable now): never spin on it
+                raise InputError(f"{self.uri} gave no frame on play {loop + 1}")
             offset += last + 1.0 / self.fps
             loop += 1
 

@@ -162,6 +162,9 @@ class _bound:
 def _bind_error(uri: str, address: WebAddress, e: OSError) -> str:
     import errno
 
+    from .config import redact
+
+    uri = redact(uri)
     if e.errno == errno.EADDRINUSE:
         return f"cannot serve {uri}: port {address.port} is in use (choose another port)"
     if e.errno == errno.EACCES:

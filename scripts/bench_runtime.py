@@ -88,8 +88,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from actionnet import ActionNet
     from actionnet.export.torchvision_models import build, export_torchvision, spec_from_weights
-    from actionnet.pipeline import run
     from actionnet.outputs import VideoFileSink
+    from actionnet.pipeline import run
     from actionnet.sources import open_source
 
     tmp = tempfile.mkdtemp(prefix="bench-runtime-")

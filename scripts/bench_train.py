@@ -79,7 +79,7 @@ def main() -> int:
     pre = []
     for b in range(4):
         items = [clips[(0, (b * a.batch_size + i) % len(clips))] for i in range(a.batch_size)]
-        pre.append((torch.from_numpy(np.stack([c for c, _ in items])), torch.tensor([l for _, l in items])))
+        pre.append((torch.from_numpy(np.stack([c for c, _ in items])), torch.tensor([lab for _, lab in items])))
     if device.type == "cuda":
         pre = [(x.pin_memory(), y.pin_memory()) for x, y in pre]
 

@@ -103,10 +103,9 @@ def main() -> int:
     args = ap.parse_args()
     streams = [int(s) for s in args.streams.split(",")]
 
-    from triton_server import ServerEnvError, TritonServer, server_env
-
     from actionnet.engines.triton import model_url
     from actionnet.export.triton import export_model
+    from triton_server import ServerEnvError, TritonServer, server_env
 
     try:
         env = server_env(log=sys.stderr)

@@ -3,7 +3,7 @@
     python scripts/export_all.py [--archs r3d_18,s3d] [--out /tmp/export-all]
 
 Prints one row per architecture: export time, ONNX size, parity (max |diff|, top-1 agreement)
-or the reason it failed. This is the evidence behind the README's export table; weights are
+or the reason it failed. This is the evidence behind the export table of docs/models.md; weights are
 random because no pretrained weights can be downloaded where this project is built, which
 tests the graph, not the accuracy.
 """

@@ -148,3 +148,18 @@ def write_clip_folders(root: Path, per_label: int = 3, seed: int = 0) -> Path:
         for j, f in enumerate(random_clip(LABELS[i % len(LABELS)], rng)):
             cv2.imwrite(str(d / f"{j:03d}.png"), f[..., ::-1])
     return clips
+
+
+# The README's and the manual's commands that tests/test_docs.py ran (issue 29), listed at the end
+# of the test output: (where, command) pairs; and how many blocks are marked not-run.
+MARKDOWN_COMMANDS_RUN: list = []
+MARKDOWN_NOT_RUN: list = []
+
+
+def pytest_terminal_summary(terminalreporter):
+    if MARKDOWN_COMMANDS_RUN:
+        terminalreporter.section(f"Markdown commands run ({len(MARKDOWN_COMMANDS_RUN)}, tests/test_docs.py)")
+        for where, command in MARKDOWN_COMMANDS_RUN:
+            terminalreporter.write_line(f"{where}: {command}")
+        terminalreporter.write_line(f"not run: {len(MARKDOWN_NOT_RUN)} blocks marked <!-- not-run: REASON --> "
+                                    "(hardware, network, installs)")

@@ -23,7 +23,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -111,7 +111,7 @@ def test_normalisation_flags_are_refused_for_a_model_that_normalises_in_its_grap
     r = run_cli("--model", synthetic_model, *[a.format(tmp=tmp_path) for a in mode], "--std=0.5,0.5,0.5",
                 "--value-scale=1", "--events", ev, synthetic_video("red right slow"), out)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
-    errors = [l for l in r.stderr.splitlines() if "error" in l]
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and errors[0].startswith(
         f"actionnet: error: --std, --value-scale: {synthetic_model} normalises inside its graph"), r.stderr
     assert not out.exists() and not ev.exists()
@@ -159,7 +159,7 @@ def test_bad_input(bad_env, case, args, message):
     r = run_cli("--model", *args)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
-    errors = [l for l in r.stderr.splitlines() if "error" in l]
+    errors = [ln for ln in r.stderr.splitlines() if "error" in ln]
     assert len(errors) == 1 and message in errors[0], r.stderr
     leftovers = [p.name for p in bad_env["tmp"].iterdir() if p.name.startswith((".out", "out"))]
     assert leftovers == [], leftovers
@@ -274,7 +274,7 @@ def test_video_without_a_frame_count_is_a_file_and_every_frame_is_processed(synt
     out, ev = tmp_path / "out.mkv", tmp_path / "ev.jsonl"
     r = run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=0.5", "--events", ev, path, out)
     assert r.returncode == 0, r.stderr
-    start = next(l for l in r.stderr.splitlines() if l.startswith(f"actionnet: {path} ("))
+    start = next(ln for ln in r.stderr.splitlines() if ln.startswith(f"actionnet: {path} ("))
     described = re.search(r"\((\d+x\d+), ([\d.]+) fps, ([^)]*)\)", start).group(3)
     assert "file" in described and "live" not in described, start
     assert [e["frame"] for e in events(ev)] == list(range(7, 30))  # every window from the T-th frame on
@@ -311,12 +311,12 @@ def test_an_unreadable_photo_is_skipped_and_the_others_are_labelled(tmp_path):
                 "--events", ev, "--headless", photos, str(out) + "/")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr and "error" not in r.stderr, r.stderr
-    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
     assert warnings == [f"actionnet: warning: skipped {photos / 'b.jpg'}: cannot read image"], r.stderr
     assert [e["label"] for e in events(ev)] == ["red", "blue", "red"]
     assert sorted(os.listdir(out)) == ["00000.jpg", "00001.jpg", "00002.jpg"]
     assert [s["skipped"] for s in _summary(ev)] == [1]
-    last = [l for l in r.stderr.splitlines() if l.startswith("actionnet: 3 frames")]
+    last = [ln for ln in r.stderr.splitlines() if ln.startswith("actionnet: 3 frames")]
     assert len(last) == 1 and "1 unreadable image skipped" in last[0], r.stderr
 
 
@@ -336,7 +336,7 @@ def test_an_unreadable_frame_of_an_image_sequence_is_skipped(synthetic_model, tm
     r = run_cli("--model", synthetic_model, "--skip-frames=0", "--threshold=0", "--events", ev, folder,
                 tmp_path / "o.mkv")
     assert r.returncode == 0, r.stderr
-    warnings = [l for l in r.stderr.splitlines() if "warning" in l]
+    warnings = [ln for ln in r.stderr.splitlines() if "warning" in ln]
     assert warnings == [f"actionnet: warning: skipped {folder / '0005.png'}: cannot read image"], r.stderr
     assert len(events(ev)) == 11 - 8 + 1
     assert frame_count(tmp_path / "o.mkv") == 11
@@ -373,3 +373,28 @@ def test_events_given_twice_go_to_both_files_and_a_name_given_twice_is_refused(s
     assert r.returncode == 2 and "given twice" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("--model", synthetic_model, "--headless", "--events", "kafka://broker/topic", video)
     assert r.returncode == 2 and "unknown scheme kafka://" in r.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("rtsp://admin:s3cret@cam.local:554/stream", "rtsp://admin:***@cam.local:554/stream"),
+    ("rtsp://admin:p@ss/w@cam:554/s", "rtsp://admin:***@cam:554/s"),  # an unescaped @ or / in the password
+    ("mqtts://user:pw@broker:8883/site/door", "mqtts://user:***@broker:8883/site/door"),
+    ("webrtc://@:8554/door?token=SECRET", "webrtc://@:8554/door?token=***"),
+    ("webrtc://@:8554/door", "webrtc://@:8554/door"),
+    ("rtsp://cam.local/stream", "rtsp://cam.local/stream"),
+    ("out.mp4", "out.mp4"),
+])
+def test_printed_uris_hide_passwords_and_tokens(uri, shown):
+    from actionnet.config import redact
+
+    assert redact(uri) == shown
+
+
+def test_the_start_up_line_does_not_show_a_page_token(synthetic_model, synthetic_video, tmp_path):
+    pytest.importorskip("aiortc")
+    from test_web import free_port
+
+    r = run_cli("--model", synthetic_model, "--skip-frames=0", synthetic_video("red left slow"),
+                f"webrtc://127.0.0.1:{free_port()}/out?token=SECRET")
+    assert r.returncode == 0, r.stderr
+    assert "SECRET" not in r.stderr and "token=***" in r.stderr

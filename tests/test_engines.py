@@ -13,7 +13,6 @@ from actionnet import engines
 from actionnet.engines import choose_engine, open_engine
 from actionnet.engines.onnxmeta import parse_metadata, read_metadata
 from actionnet.errors import ModelError, UsageError
-
 from conftest import run_cli
 
 pytest.importorskip("openvino")

@@ -399,9 +399,8 @@ def _people_frames(n=24, h=128, w=256):
 
 def test_persons_pose_mode_labels_postures_and_skeletons(tmp_path, colour_model):
     sys.path.insert(0, os.path.dirname(__file__))
-    from pose_fakes import square_pose_detector
-
     from actionnet.persons import PersonActionNet
+    from pose_fakes import square_pose_detector
 
     det = square_pose_detector(tmp_path / "pose.onnx", scale=3)
     frames = _people_frames()

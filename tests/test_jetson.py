@@ -53,9 +53,9 @@ def test_systemd_unit():
 
 def test_dockerfile_uses_l4t_jetpack_base_and_keeps_its_opencv():
     text = (JETSON / "Dockerfile").read_text()
-    lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("#")]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     assert lines[0].startswith("ARG L4T=r36")
-    assert [l for l in lines if l.startswith("FROM")] == ["FROM nvcr.io/nvidia/l4t-jetpack:${L4T}"]
+    assert [ln for ln in lines if ln.startswith("FROM")] == ["FROM nvcr.io/nvidia/l4t-jetpack:${L4T}"]
     assert "--no-deps" in text and "pip install opencv" not in text and "python3-libnvinfer" in text
     assert lines[-2:] == ['ENTRYPOINT ["actionnet"]', 'CMD ["--help"]']
 

@@ -15,10 +15,20 @@ import pytest
 
 from actionnet.capture import Capture
 from actionnet.errors import InputError, UsageError
-from actionnet.outputs import ImageSequenceSink, display_available, open_output
-from actionnet.outputs import pick_codec
-from actionnet.sources import (Reconnecting, Source, SourceOptions, StreamEnded, StreamLost, csi_gst_pipeline, open_source,
-                               parse_source_uri, rtp_sdp, rtsp_av_options, v4l2_av_options)
+from actionnet.outputs import ImageSequenceSink, display_available, open_output, pick_codec
+from actionnet.sources import (
+    Reconnecting,
+    Source,
+    SourceOptions,
+    StreamEnded,
+    StreamLost,
+    csi_gst_pipeline,
+    open_source,
+    parse_source_uri,
+    rtp_sdp,
+    rtsp_av_options,
+    v4l2_av_options,
+)
 from conftest import run_cli, shared_file
 
 # ---------------------------------------------------------------------------------------------
@@ -578,3 +588,17 @@ def test_a_replayed_file_is_not_wrapped_to_reconnect_like_a_camera(tmp_path):
         assert isinstance(src.source, Replay) and not isinstance(src.source, Reconnecting)
     finally:
         src.close()
+
+
+def test_a_play_that_gives_no_frame_ends_an_endless_loop():
+    from actionnet.sources import Replay
+
+    class Emptied(_Frames):  # readable when opened, empty when played again (files deleted meanwhile)
+        def __iter__(self):
+            if _Frames.opened == 1:
+                yield from super().__iter__()
+
+    _Frames.opened = 0
+    src = Replay(lambda: Emptied(), Emptied(), loops=-1)
+    with pytest.raises(InputError, match="no frame on play 2"):
+        assert len(list(src)) == 5

@@ -454,6 +454,11 @@ def test_retained_state_and_last_will_reach_a_late_subscriber_after_kill_9(broke
     try:
         labelled = lambda: [p for p, _ in watcher.on("cam/state") if json.loads(p)["label"]]  # noqa: E731
         wait_for(labelled, 120, "a reported label", p, err)
+        # a dashboard that connects mid-run is told the camera is online (retained), not only later ones
+        midway = Subscriber(paho, b.port, ["cam/status"])
+        wait_for(lambda: midway.on("cam/status"), 10, "the retained status mid-run")
+        assert midway.on("cam/status") == [(b"online", True)]
+        midway.close()
     finally:
         p.kill()  # SIGKILL: no offline of its own, no cleared state
         p.wait(timeout=30)

@@ -128,8 +128,9 @@ def _command_inputs(command, src: Path, out: Path, small_onnx, monkeypatch):
     if command == "xclip":
         torch = pytest.importorskip("torch")
         pytest.importorskip("transformers")
-        import xclip_fixtures as xf
         from transformers import XCLIPModel
+
+        import xclip_fixtures as xf
 
         torch.manual_seed(0)
         n = xf.write_tokenizer_files(str(src), 2000)

@@ -254,11 +254,10 @@ def test_detect_every_keeps_ids_and_labels_on_a_real_video(synthetic_model):
     """The real YOLOv5n on every 3rd frame of people_walking.mp4 (one person walks in, stays,
     walks out; the next walks in): one track per person, each gets classifications, and the
     boxes carried by the Kalman prediction between detections stay on the person."""
-    from conftest import shared_file
-
     from actionnet.detector import Detector
     from actionnet.sources import open_source
     from actionnet.tracker import iou_matrix
+    from conftest import shared_file
 
     weights, video = shared_file("weights/yolov5n.onnx"), shared_file("videos/people_walking.mp4")
     net = PersonActionNet(str(synthetic_model), str(weights), detect_every=3, skip_frames=0, cadence=4, threads=1,

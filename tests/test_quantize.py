@@ -14,7 +14,6 @@ pytest.importorskip("onnx")
 from actionnet.errors import InputError, ModelError  # noqa: E402
 from actionnet.export.agreement import compare  # noqa: E402
 from actionnet.export.calibration import ClipReader, clips_from, sources_in, spec_of, split  # noqa: E402
-
 from conftest import run_cli, write_clip_folders  # noqa: E402
 
 
@@ -173,4 +172,4 @@ def test_int8_model_runs_in_the_cli_on_openvino(int8_model, synthetic_video, tmp
                 "--headless", "--events", ev, synthetic_video("red right slow"))
     assert r.returncode == 0, r.stderr
     labels = [e["label"] for e in map(json.loads, ev.read_text().splitlines()) if e["event"] == "classification"]
-    assert len(labels) == 30 - 8 + 1 and sum(l == "red right slow" for l in labels) >= 0.97 * len(labels), labels
+    assert len(labels) == 30 - 8 + 1 and sum(lab == "red right slow" for lab in labels) >= 0.97 * len(labels), labels

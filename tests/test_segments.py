@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
+from actionnet.outputs import Events
 from actionnet.scores import Scorer
 from actionnet.segments import LabelTracker
-from actionnet.outputs import Events
 from actionnet.sources import Source
 
 LABELS = ["walk", "run", "sit"]

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 
 import pytest
+
 from conftest import run_cli
 
 
@@ -71,6 +72,13 @@ BAD = {
     "flag not a bool": ("cameras:\n  door:\n    input: a.mp4\n    persons: 3\n",
                         "camera door: persons: expected true or false"),
     "no cameras": ("model: m.onnx\n", "cameras: expected one or more named cameras"),
+    "same broker topic": ("events: mqtt://127.0.0.1/site/all\ncameras:\n  door:\n    input: a.mp4\n"
+                          "  hall:\n    input: b.mp4\n",
+                          "camera hall: events: mqtt://127.0.0.1/site/all is camera door's topic too"),
+    "same mqtt queue file": ("mqtt-queue: q.jsonl\ncameras:\n  door:\n    input: a.mp4\n"
+                             "    events: mqtt://127.0.0.1/site/door\n  hall:\n    input: b.mp4\n"
+                             "    events: mqtt://127.0.0.1/site/hall\n",
+                             "camera hall: mqtt-queue: q.jsonl is written by camera door"),
 }
 
 
@@ -289,6 +297,7 @@ def test_shared_engine_batches_the_calls_that_wait(batch_dim, max_batch, want):
     import threading
 
     import numpy as np
+
     from actionnet.site import SharedEngine
 
     real = FakeEngine(batch_dim)
@@ -372,3 +381,18 @@ def test_an_rtsp_camera_killed_and_restarted_leaves_the_other_running_and_rejoin
     for name in ("street", "door"):
         ev = events(tmp_path / f"{name}.jsonl")
         assert ev[-1]["event"] == "summary" and {e["camera"] for e in ev} == {name}
+
+
+def test_a_web_token_guards_the_page_of_a_camera_that_also_records(tmp_path, monkeypatch):
+    """--web-token belongs to the webrtc:// output; the file beside it must not refuse it."""
+    pytest.importorskip("aiortc")
+    from actionnet.site import load_site
+    from test_web import free_port
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.mp4").write_bytes(b"")
+    site = write_site(tmp_path / "site.yaml", "model: m.onnx\nweb-token: SECRET\ncameras:\n  door:\n"
+                      f"    input: a.mp4\n    output: [door.mp4, 'webrtc://127.0.0.1:{free_port()}/door']\n"
+                      "  hall:\n    input: a.mp4\n    output: hall.mp4\n")
+    door, hall = load_site(str(site))
+    assert door.config.web_token == "SECRET" and hall.config.web_token is None

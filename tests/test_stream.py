@@ -246,12 +246,11 @@ def test_normalisation_flags_are_refused_because_the_graph_normalises(exported, 
     ignored (the same scores with and without them). Now they are refused in one line, whole-frame
     and per person; the model's own values change nothing and are accepted."""
     import actionnet
-    from detector_fakes import square_detector
-
     from actionnet.engines.onnxmeta import read_metadata
     from actionnet.errors import UsageError
     from actionnet.export.synthetic import write_video
     from actionnet.persons import PersonActionNet
+    from detector_fakes import square_detector
 
     model = exported["movinet-a0"]
     video = tmp_path / "v.mp4"
@@ -290,10 +289,9 @@ def test_net_reset_starts_the_stream_over(exported):
 
 
 def test_per_person_mode_keeps_one_state_per_track(exported, tmp_path):
+    from actionnet.persons import PersonActionNet
     from detector_fakes import square_detector
     from persons_video import CONTEXT, squares_frames
-
-    from actionnet.persons import PersonActionNet
 
     det = square_detector(tmp_path / "sq.onnx")
     movers = [("red", "right", 0.8, 40, 20), ("blue", "left", 0.8, 200, 90)]
@@ -323,13 +321,11 @@ def test_per_person_mode_keeps_one_state_per_track(exported, tmp_path):
 
 
 def test_zoo_downloads_and_exports_a_stream_network(tmp_path, monkeypatch):
+    import hashlib
     import os
 
-    from test_zoo import Server
-
     from actionnet import zoo
-
-    import hashlib
+    from test_zoo import Server
 
     (tmp_path / "www").mkdir()
     w = weights_file(tmp_path / "www" / "modelA0_stream_statedict_v3", "movinet-a0", 600)

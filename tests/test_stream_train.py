@@ -43,13 +43,13 @@ def test_trained_tsm_deploys_as_a_stream_model(tsm_run):
 def test_streamed_labels_are_the_trained_networks(tsm_run, tmp_path):
     """The runtime's labels, one per stored frame, equal the trained PyTorch network's top-1 on
     the same frames prepared the same way (a drift in preprocessing, stride or state would not)."""
+    from actionnet.engines.onnxmeta import read_metadata
     from actionnet.export.synthetic import write_video
     from actionnet.export.train.synthetic_clips import video
     from actionnet.export.tsm import TSMMobileNetV2
     from actionnet.preprocess import FramePreparer
     from actionnet.sources import open_source
     from actionnet.spec import ModelSpec
-    from actionnet.engines.onnxmeta import read_metadata
 
     rng = np.random.default_rng(77)
     clip = tmp_path / "red.mp4"

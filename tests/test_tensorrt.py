@@ -15,15 +15,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_tensorrt  # noqa: E402
-from fake_tensorrt import TRT_VERSIONS  # noqa: E402
-
-from actionnet.engines import header as hdr  # noqa: E402
-from actionnet.engines import trt_build  # noqa: E402
+from actionnet.engines import (
+    header as hdr,  # noqa: E402
+    trt_build,  # noqa: E402
+)
 from actionnet.engines.header import EngineFileError, EngineHeader, read_engine, read_header, write_engine  # noqa: E402
 from actionnet.engines.trt_build import build_recipe, graph_precision, profile_shapes  # noqa: E402
 from actionnet.errors import MissingLibraryError, ModelError, UsageError  # noqa: E402
-
 from conftest import run_cli  # noqa: E402
+from fake_tensorrt import TRT_VERSIONS  # noqa: E402
 
 # the CUDA library each TensorRT goes with where users get it: JetPack 5 (pycuda), a JetPack 6 /
 # desktop 10.x (cuda-python 12), a desktop 11.x (cuda-python 13)

@@ -12,12 +12,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import run_cli  # noqa: E402
-from train_helpers import pretrain_colour  # noqa: E402
-
 from actionnet.export.train import data as data_mod  # noqa: E402
 from actionnet.export.train.loop import better, lr_factor, why_best  # noqa: E402
 from actionnet.export.train.synthetic_clips import video, write_dataset  # noqa: E402
+from conftest import run_cli  # noqa: E402
+from train_helpers import pretrain_colour  # noqa: E402
 
 TRAIN = "actionnet.export.train.cli"
 

@@ -10,10 +10,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import run_cli  # noqa: E402
-
 from actionnet.errors import ModelError  # noqa: E402
 from actionnet.export.train.models import Trainable, build, head_prefix  # noqa: E402
+from conftest import run_cli  # noqa: E402
 
 
 @pytest.mark.parametrize("arch", ["resnet-18", "r3d_18", "mc3_18", "r2plus1d_18", "s3d", "r2plus1d_34", "tiny3d"])
@@ -215,9 +214,8 @@ def test_seeking_reads_the_same_frames_as_decoding_from_the_start(tmp_path):
 
 
 def test_per_person_mode_uses_the_models_stride_too(synthetic_model, tmp_path):
-    from detector_fakes import square_detector
-
     from actionnet.persons import PersonActionNet
+    from detector_fakes import square_detector
 
     model = _with_stride(synthetic_model, tmp_path / "stride2.onnx", 2)
     det = str(square_detector(tmp_path / "sq.onnx"))

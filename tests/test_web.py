@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from actionnet.errors import MissingLibraryError, UsageError
 from actionnet.web import parse_webrtc_uri
 
@@ -379,6 +380,7 @@ def video_pixels(d) -> np.ndarray:
 def banner_widths(events) -> set:
     """Right edges of the first overlay line for every label text the run produced (overlay.py)."""
     import cv2
+
     from actionnet.overlay import Overlay
 
     scale = max(0.4, min(H, W) / 720.0)

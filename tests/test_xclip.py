@@ -204,11 +204,10 @@ def test_cli_labels_forms(xclip_onnx, synthetic_video, tmp_path, capsys):
 
 
 def test_persons_with_zero_shot_model(xclip_onnx, tmp_path, capsys):
-    from detector_fakes import square_detector
-    from persons_video import squares_frames
-
     from actionnet.cli import main
     from actionnet.export.synthetic import write_video
+    from detector_fakes import square_detector
+    from persons_video import squares_frames
 
     det = square_detector(tmp_path / "sq.onnx")
     frames, _ = squares_frames([("red", "right", 1.0, 30, 40), ("blue", "left", 1.0, 200, 40)], frames=16)

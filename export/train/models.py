@@ -77,8 +77,7 @@ def build(arch: str, labels: Sequence[str], weights: Optional[str] = None, clip_
 
         model, spec = resnet3d(arch, n), resnet3d_spec(arch, labels, clip_length, size)
     elif arch in TORCHVISION_ARCHS:
-        from ..torchvision_models import build as tv_build
-        from ..torchvision_models import default_weights, spec_from_weights
+        from ..torchvision_models import build as tv_build, default_weights, spec_from_weights
 
         spec = spec_from_weights(arch, default_weights(arch, weights), labels, clip_length, size)
         model = tv_build(arch, n)

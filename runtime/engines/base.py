@@ -18,7 +18,6 @@ import numpy as np
 
 from ..errors import ModelError
 
-
 PRECISIONS = ("fp32", "fp16", "int8")
 
 

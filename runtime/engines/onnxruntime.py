@@ -92,7 +92,9 @@ class OnnxRuntimeEngine(Engine):
             raise ModelError(f"cannot load model {path}: {msg}") from None
         self.providers = self.session.get_providers()
         inputs = self.session.get_inputs()
-        info = lambda t: TensorInfo(t.name, tuple(t.shape), np.dtype(_DTYPES.get(t.type, np.float32)))
+        def info(t):
+            return TensorInfo(t.name, tuple(t.shape), np.dtype(_DTYPES.get(t.type, np.float32)))
+
         meta = dict(self.session.get_modelmeta().custom_metadata_map)
         super().__init__(path, tuple(info(i) for i in inputs), tuple(info(o) for o in self.session.get_outputs()), meta)
 

@@ -58,8 +58,8 @@ def cache_dir() -> str:
 def _reason(e: Exception) -> str:
     """The line of an OpenVINO exception that says what is wrong: its text is a chain of
     "Exception from src/...cpp:84:" and "Check '...' failed at ...cpp:58:" lines around it."""
-    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
-    said = [l for l in lines if not l.startswith("Exception from ") and not re.match(r"Check '.*' failed at ", l)]
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    said = [ln for ln in lines if not ln.startswith("Exception from ") and not re.match(r"Check '.*' failed at ", ln)]
     return (said or lines or [type(e).__name__])[-1]
 
 
@@ -96,8 +96,9 @@ class OpenVinoEngine(Engine):
         except RuntimeError as e:
             raise ModelError(f"OpenVINO cannot load model {path}: {_reason(e)}") from None
         inputs = self.compiled.inputs
-        info = lambda p: TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()),
-                                    np.dtype(p.get_element_type().to_dtype()))
+        def info(p):
+            return TensorInfo(p.get_any_name(), _shape(p.get_partial_shape()), np.dtype(p.get_element_type().to_dtype()))
+
         self._ports = {p.get_any_name(): p for p in self.compiled.outputs}
         self.request = self.compiled.create_infer_request()
         self.precision = precision or "fp32"

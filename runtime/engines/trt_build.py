@@ -22,7 +22,6 @@ from .header import EngineHeader, write_engine
 from .onnxmeta import read_metadata, sha256_file
 
 
-
 def import_tensorrt():
     try:
         import tensorrt
