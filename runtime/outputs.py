@@ -368,7 +368,7 @@ class EventFanout(Events):
         for s in self.sinks:
             try:
                 s.close(keep)
-            except Exception as e:  # noqa: BLE001 - the others still get closed
+            except BaseException as e:  # noqa: BLE001 - the others still get closed, Ctrl-C included
                 first = first or e
         if first is not None:
             raise first

@@ -439,6 +439,7 @@ class PersonActionNet(Analyser):
         for tid in list(self.states):
             self._evict(tid, events, reason)
         self.tracker.reset()
+        self._next_detect = 0  # no track to carry: detect on the first frame after the reconnect
         return events
 
     def visible(self) -> List[PersonState]:

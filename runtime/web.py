@@ -278,7 +278,9 @@ class WebOutput(Output):
 
     # -- called on the server's loop ------------------------------------------------------------
 
-    def _encoder(self, codec: str) -> "_Encoder":
+    def _encoder(self, codec: str) -> Optional["_Encoder"]:
+        if self._closed:  # an offer that finished after close(): no encoder outlives the output
+            return None
         enc = self._encoders.get(codec)
         if enc is None:
             enc = self._encoders[codec] = _Encoder(self, codec, self._server.publish)
@@ -369,9 +371,6 @@ class _Encoder:
         return ctx
 
     def _run(self) -> None:
-        import av
-        import cv2
-
         out = self.output
         _lower_priority(ENCODER_NICE)
         seen = 0
@@ -382,31 +381,40 @@ class _Encoder:
                 if self._stop:
                     return
                 frame, handed, seen = out._slot
-            t0 = time.monotonic()
-            h, w = frame.shape[:2]
-            h, w = h - h % 2, w - w % 2
-            if (w, h) != self._size:  # the first frame, or a stream that changed size
-                self._ctx, self._size = self._open(w, h), (w, h)
-                self._key.set()
-            if self._t0 is None:
-                self._t0 = handed
-            yuv = cv2.cvtColor(frame[:h, :w], cv2.COLOR_BGR2YUV_I420)
-            vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-            pts = int(round((handed - self._t0) * 90000))
-            vf.pts, vf.time_base = pts, TIME_BASE
-            if self._key.is_set():
-                self._key.clear()
-                vf.pict_type = av.video.frame.PictureType.I
             try:
-                packets = self._ctx.encode(vf)
-            except av.error.FFmpegError as e:  # never the run's problem: this viewer's video stops
+                self._encode(frame, handed)
+            except Exception as e:  # noqa: BLE001 - never the run's problem: this codec's video stops
                 print(f"actionnet: webrtc: {self.codec} encoder failed: {e}", file=out.log or sys.stderr)
+                if out._encoders.get(self.codec) is self:  # the next viewer of this codec gets a fresh one
+                    out._encoders.pop(self.codec, None)
                 return
-            out.stats.encode_ms.append(1000 * (time.monotonic() - t0))
-            out.stats.encoded += 1
-            for p in packets:
-                p.pts, p.time_base = pts, TIME_BASE
-                self.publish(self.codec, p, p.is_keyframe, handed)
+
+    def _encode(self, frame, handed: float) -> None:
+        import av
+        import cv2
+
+        out = self.output
+        t0 = time.monotonic()
+        h, w = frame.shape[:2]
+        h, w = h - h % 2, w - w % 2
+        if (w, h) != self._size:  # the first frame, or a stream that changed size
+            self._ctx, self._size = self._open(w, h), (w, h)
+            self._key.set()
+        if self._t0 is None:
+            self._t0 = handed
+        yuv = cv2.cvtColor(frame[:h, :w], cv2.COLOR_BGR2YUV_I420)
+        vf = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        pts = int(round((handed - self._t0) * 90000))
+        vf.pts, vf.time_base = pts, TIME_BASE
+        if self._key.is_set():
+            self._key.clear()
+            vf.pict_type = av.video.frame.PictureType.I
+        packets = self._ctx.encode(vf)
+        out.stats.encode_ms.append(1000 * (time.monotonic() - t0))
+        out.stats.encoded += 1
+        for p in packets:
+            p.pts, p.time_base = pts, TIME_BASE
+            self.publish(self.codec, p, p.is_keyframe, handed)
 
 
 def _lower_priority(nice: int) -> None:
@@ -601,7 +609,10 @@ class _Server:
             self.pcs.discard(pc)
             await pc.close()
             return web.Response(status=400, text=f"cannot answer this offer: {e}\n")
-        self.add_track(track)
+        if not self.add_track(track):
+            self.pcs.discard(pc)
+            await pc.close()
+            return web.Response(status=503, text="the stream has ended\n")
         self.served += 1
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
@@ -655,9 +666,13 @@ class _Server:
 
     # -- media -----------------------------------------------------------------------------------
 
-    def add_track(self, track) -> None:
+    def add_track(self, track) -> bool:
+        enc = self.output._encoder(track.codec)
+        if enc is None:  # the run has ended
+            return False
         self.tracks.add(track)
-        self.output._encoder(track.codec).request_keyframe()
+        enc.request_keyframe()
+        return True
 
     def remove_track(self, track) -> None:
         self.tracks.discard(track)

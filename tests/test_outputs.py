@@ -188,3 +188,28 @@ def test_a_live_recording_lasts_as_long_as_the_footage_though_frames_were_droppe
         src.close()
     n, last, _, rate = _video_info(plain)
     assert stats.dropped == 0 and n == 150 and rate == 100 and last == pytest.approx(1.5, rel=0.01)
+
+
+def test_event_fanout_closes_every_sink_even_through_ctrl_c():
+    """A Ctrl-C while the first sink closes (a file flushing) must not skip the broker after it:
+    its queue would be neither drained nor saved. The interrupt still reaches the caller."""
+    from actionnet.outputs import EventFanout, Events
+
+    closed = []
+
+    class Sink(Events):
+        def __init__(self, name, fail=None):
+            self.name, self.fail = name, fail
+
+        def write(self, event):
+            pass
+
+        def close(self, keep=True):
+            closed.append(self.name)
+            if self.fail:
+                raise self.fail
+
+    fan = EventFanout([Sink("file", KeyboardInterrupt()), Sink("broker")])
+    with pytest.raises(KeyboardInterrupt):
+        fan.close()
+    assert closed == ["file", "broker"]
