@@ -236,31 +236,53 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr, live: bool = Fa
                            fps=fps, log=log, live=live, **o)
 
 
-def run(config: RunConfig, log=sys.stderr) -> int:
-    """Open the source, the analyser and the outputs, in that order (a bad input costs no model
-    load), run the loop, and say what came of it."""
-    from .mqtt import is_broker
-    from .outputs import EventFanout, open_events, open_output
-    from .pipeline import Progress, StopFlag, run as run_loop, summary_line
+def open_source(config: RunConfig, log=sys.stderr):
+    """The run's source as the command opens it (reconnecting when live, on a capture thread)."""
     from .sources import SourceOptions, video_source
 
     sc = config.source
     options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip,
                             live=sc.live, loop=sc.loop)
+    return video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)
+
+
+def open_analysis(config: RunConfig, source, log=sys.stderr):
+    """``(analyser, events)`` for an open source, in the order that costs least when something is
+    wrong: brokers before the model (a bad URI, a refused login or a TLS failure costs no model
+    load), event files after it (nothing written for a model that does not load). Brokers follow
+    the files in the fan-out: their drain at the end never holds back a file's last lines. On a
+    failure whatever was opened is closed again."""
+    from .mqtt import is_broker
+    from .outputs import open_events
+
+    brokers = open_events([e for e in config.events if is_broker(e)], log=log, mqtt=config.mqtt)
+    analyser = None
+    try:
+        analyser = open_analyser(config, float(source.rate or 30.0), log, live=source.live)
+        events = open_events([e for e in config.events if not is_broker(e)], log=log)
+    except BaseException:
+        brokers.close()
+        if analyser is not None:
+            analyser.close()
+        raise
+    for sink in brokers.sinks:
+        events.add(sink)
+    return analyser, events
+
+
+def run(config: RunConfig, log=sys.stderr) -> int:
+    """Open the source, the analyser and the outputs, in that order (a bad input costs no model
+    load), run the loop, and say what came of it."""
+    from .outputs import open_output
+    from .pipeline import Progress, StopFlag, run as run_loop, summary_line
+
     if config.headless and not config.output and not config.events:
         print("actionnet: warning: --headless with neither an output nor --events: nothing will be saved", file=log)
-    source = video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)
+    source = open_source(config, log)
     analyser = output = events = None
-    brokers = EventFanout()
     try:
-        # brokers before the model: a bad URI, a refused login or a TLS failure costs no model load
-        brokers = open_events([e for e in config.events if is_broker(e)], log=log, mqtt=config.mqtt)
-        analyser = open_analyser(config, float(source.rate or 30.0), log, live=source.live)
-        # outputs last, once the source and the model are known good; removed again on failure.
-        # Brokers follow the files: their drain at the end never holds back a file's last lines.
-        events = open_events([e for e in config.events if not is_broker(e)], log=log)
-        for sink in brokers.sinks:
-            events.add(sink)
+        analyser, events = open_analysis(config, source, log)
+        # outputs last, once the source and the model are known good; removed again on failure
         if config.output_uri:
             output = open_output(config.output_uri, source.rate, log=log, headless=config.headless,
                                  web_token=config.web_token)
@@ -273,7 +295,8 @@ def run(config: RunConfig, log=sys.stderr) -> int:
     except BaseException:
         if output is not None:
             output.close(keep=False)
-        (events if events is not None else brokers).close()
+        if events is not None:
+            events.close()
         raise
     finally:
         source.close()

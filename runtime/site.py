@@ -508,32 +508,19 @@ class Camera:
         self.thread: Optional[threading.Thread] = None
 
     def open_source(self):
-        from .sources import SourceOptions, video_source
+        from .cli import open_source
 
-        sc = self.config.source
-        options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip,
-                                live=sc.live, loop=sc.loop)
-        self.source = video_source(self.config.input, options, reconnect_timeout=sc.reconnect_timeout, log=self.log)
+        self.source = open_source(self.config, self.log)
 
     def open_rest(self):
         """Analyser, then events and outputs, as the command opens them (runtime/cli.py ``run``)."""
-        from .cli import open_analyser
-        from .mqtt import is_broker
-        from .outputs import open_events, open_output
+        from .cli import open_analysis
+        from .outputs import open_output
 
         c = self.config
         if c.headless and not self.outputs and not c.events:
             print("actionnet: warning: headless with neither an output nor events: nothing will be saved", file=self.log)
-        # brokers before the model: a bad URI, a refused login or a TLS failure costs no model load
-        brokers = open_events([e for e in c.events if is_broker(e)], log=self.log, mqtt=c.mqtt)
-        try:
-            self.analyser = open_analyser(c, float(self.source.rate or 30.0), self.log, live=self.source.live)
-            events = open_events([e for e in c.events if not is_broker(e)], log=self.log)
-        except BaseException:
-            brokers.close()
-            raise
-        for sink in brokers.sinks:
-            events.add(sink)
+        self.analyser, events = open_analysis(c, self.source, self.log)
         self.events = _CameraEvents(events, self.name)
         opened = []
         try:

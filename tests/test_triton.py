@@ -28,7 +28,7 @@ from tritonclient.grpc import model_config_pb2  # noqa: E402
 
 from detector_fakes import square_detector  # noqa: E402
 from persons_video import CONTEXT, squares_frames  # noqa: E402
-from triton_server import Relay, ServerEnvError, TritonServer, server_env  # noqa: E402
+from triton_server import Relay, TritonServer, server_env  # noqa: E402
 
 MOVERS = [("red", "right", 0.8, 40, 20), ("blue", "left", 0.8, 200, 90)]  # as in test_persons
 LABELS = ("red left slow", "blue right fast", "red right fast", "blue left slow")
@@ -188,12 +188,9 @@ def test_the_server_environment_is_built_once_by_one_of_two_processes_at_once(tm
 def triton_env():
     """The server and its models' Python: built into .venv-triton on first use (once per checkout,
     reused after; see tests/triton_server.py). On CI a failure to build fails; elsewhere it skips."""
-    try:
-        return server_env()
-    except ServerEnvError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"the Triton test server's environment cannot be built: {e}")
-        pytest.skip(f"the Triton test server's environment cannot be built here: {e}")
+    import envs
+
+    return envs.require(server_env, "the Triton test server's environment cannot be built")
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import envs  # beside this file (tests/); scripts/bench_triton.py puts that folder on the path
+
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[1]
 VENV = ROOT / ".venv-triton"
@@ -48,7 +50,7 @@ _FIND_ROOT = ("import importlib.util, sys; s = importlib.util.find_spec('pytrito
               "print(list(s.submodule_search_locations)[0] if s and s.submodule_search_locations else '')")
 
 
-class ServerEnvError(RuntimeError):
+class ServerEnvError(envs.EnvError):
     """The server's environment is missing and cannot be built here (the message says why)."""
 
 
@@ -103,8 +105,6 @@ def build_server_venv(base_python: str = SYSTEM_PYTHON, log=sys.stderr):
     ``build_venv`` (file lock, stamp written last and keyed by the base Python and REQUIREMENTS:
     two pytest runs never build it at once, an interrupted build is redone, a complete one reused)
     from ``base_python``, whose shared libpython the backend stub loads."""
-    import envs  # beside this file
-
     hint = f"install the Debian packages {APT} (apt-get install {APT})"
     if not os.path.exists(base_python):
         raise ServerEnvError(f"no system Python at {base_python} for the Triton server's models; {hint}")
