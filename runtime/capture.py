@@ -2,9 +2,12 @@
 
 Two policies, one object:
 
-- **live** (cameras, streams): a one-slot mailbox. The capture thread always overwrites the slot
-  with the newest frame; a frame the consumer never took is counted in ``dropped``. Inference
-  that falls behind therefore sees the present, not a growing backlog.
+- **live** (cameras, streams): a short queue of the newest frames (``LIVE_QUEUE``, four: 133 ms
+  at 30 fps). When it is full the oldest frame goes and is counted in ``dropped``. Inference
+  that falls behind therefore sees the present, not a growing backlog, while a loop that keeps
+  up on average rides out one slow frame (a detection, an encoder's key frame) without losing
+  any: a camera driver keeps the same few buffers (V4L2 and jetson-utils' sources use 4), and
+  a one-slot mailbox lost a frame for every frame over 33 ms.
 - **files**: a small bounded queue; the capture thread blocks when it is full, so every frame is
   processed and nothing is dropped, while decoding still runs ahead of inference.
 
@@ -24,16 +27,18 @@ import numpy as np
 from .sources import Source
 
 _END = object()
+LIVE_QUEUE = 4  # frames a live source holds for a consumer that is a moment behind
 
 
 class Capture(Source):
     """Iterates ``(frame, time)`` from ``source`` read on a background thread. It is a source
     itself: what describes the stream is the wrapped source's, read through."""
 
-    def __init__(self, source: Source, drop: Optional[bool] = None, queue_size: int = 4):
+    def __init__(self, source: Source, drop: Optional[bool] = None, queue_size: int = 4,
+                 live_queue: int = LIVE_QUEUE):
         self.source = source
         self.drop = source.live if drop is None else drop
-        self.maxlen = 1 if self.drop else max(1, queue_size)
+        self.maxlen = max(1, live_queue if self.drop else queue_size)
         self.dropped = 0  # frames overwritten before the consumer took them (live only)
         self.captured = 0
         self.generation = 0  # the source's generation (reconnects) of the frame last handed out
@@ -76,7 +81,7 @@ class Capture(Source):
                         self._cond.wait()
                     if self._stop:
                         return
-                    if self.drop and self._items:
+                    if self.drop and len(self._items) >= self.maxlen:
                         self._items.popleft()
                         self.dropped += 1
                     self._items.append((frame, t, gen))

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from .background import Background
 from .config import ClassifierOptions, PersonOptions, person_cadence
 from .framebuffer import FrameBuffer
 from .model import open_classifier
@@ -63,6 +64,7 @@ class PersonState:
     keypoints: Optional[np.ndarray] = None  # [K, 3] frame pixels, from a pose detector; None otherwise
     posture: Optional[str] = None  # standing, sitting, lying (actionnet.posture), or None
     stream: Optional[StreamState] = None  # a streaming model's state set for this person
+    waiting: bool = False  # due while the background classifier was busy (live sources)
 
     @property
     def segment(self) -> Optional[Segment]:
@@ -219,7 +221,7 @@ class PersonActionNet(Analyser):
                  track_timeout: float = 1.0, context: float = 1.2, crop_mode: str = "anchored", max_batch: int = 16,
                  log=sys.stderr, precision: Optional[str] = None, network: Optional[str] = "resnet-18",
                  fps: float = 30.0, detect_every=None, detector_engine: Optional[str] = None, live: bool = False,
-                 **overrides):
+                 background: Optional[bool] = None, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -275,15 +277,26 @@ class PersonActionNet(Analyser):
         self.classifications = 0
         self.min_duration = c.options.min_duration
         self.segment_summary = SegmentSummary()
+        # A live source classifies on a thread of its own (runtime/background.py): the frame loop
+        # never waits for a clip. Files stay exact (each label on its own frame); a streaming
+        # model's states step in order on every stored frame, so it stays in the loop too.
+        if background is None:
+            background = live and self.stream is None
+        self.background = Background() if background and self.stream is None else None
 
     def _max_age(self, detect_every: int) -> int:
         """The tracker ages tracks on detection frames only (coasting is no evidence of
         absence): ``--track-timeout`` seconds in detection frames."""
         return int(round(self.track_timeout * self.fps / detect_every))
 
+    def _waiting(self) -> bool:
+        return any(st.waiting for st in self.states.values())
+
     def _adapt(self, detect_s: Optional[float], index: int, time: float, events: list) -> None:
         """Feed ``--detect-every auto`` this frame's times; on a change, say it and write it."""
-        work = sum(v for k, v in self.timer.total.items() if k not in ("detect", "decode"))
+        # the frame loop's own time: not the wait for frames, not the background classifier's
+        work = sum(v for k, v in self.timer.total.items() if k not in ("detect", "decode", "classify")
+                   or (k == "classify" and self.background is None))
         rest, self._work = (None if self._work is None else work - self._work), work
         n = self.adapt.step(rest, detect_s)
         if n is None:
@@ -344,6 +357,7 @@ class PersonActionNet(Analyser):
         index = self.frames
         self.frames += 1
         events: list = []
+        self._collect(events)
         t0 = clock()
         dets = None  # frames the detector skips keep each person's last keypoints
         if index >= self._next_detect:
@@ -381,31 +395,43 @@ class PersonActionNet(Analyser):
                 due.append(st)
         t3 = clock()
         self.timer.add("crop", t3 - t2)
-        if due:
+        if due and self.background is None:
             self._classify(due, index, time, events)
             self.timer.add("classify", clock() - t3)
+        elif self.background is not None and (due or self._waiting()):
+            self._classify_behind(due, index, time)
+            self.timer.add("submit", clock() - t3)
         if self.adapt is not None:
             self._adapt(t1 - t0 if dets is not None else None, index, time, events)
         return events
 
+    def _input(self, chunk: List[PersonState], copy: bool) -> np.ndarray:
+        """The classifier's input for ``chunk``: each person's window, normalised or packed into
+        the preallocated batch (one person with a raw-uint8 model and no ``copy``: the ring's own
+        contiguous view)."""
+        n = len(chunk)
+        if self.normalize is None and n == 1 and self.fixed_batch in (None, 1) and not copy:
+            return chunk[0].buffer.window()[None]
+        if self.normalize is None:
+            x = self._batch[:n]
+            for j, st in enumerate(chunk):
+                x[j] = st.buffer.window()
+        else:
+            for j, st in enumerate(chunk):
+                self.normalize(st.buffer.window(), j)
+            x = self.normalize.out[:n]
+        if self.fixed_batch and n < self.fixed_batch:  # pad with the last clip; its scores are ignored
+            full = self._batch if self.normalize is None else self.normalize.out
+            full[n:] = full[n - 1]
+            x = full
+        return x
+
     def _classify(self, due: List[PersonState], index: int, time: float, events: list) -> None:
+        if self.background is not None:
+            return self._classify_behind(due, index, time)
         for i in range(0, len(due), self.max_batch):
             chunk = due[i:i + self.max_batch]
-            n = len(chunk)
-            if self.normalize is None and n == 1 and self.fixed_batch in (None, 1):
-                x = chunk[0].buffer.window()[None]  # the ring's contiguous view: no copy
-            elif self.normalize is None:
-                x = self._batch[:n]
-                for j, st in enumerate(chunk):
-                    x[j] = st.buffer.window()
-            else:
-                for j, st in enumerate(chunk):
-                    self.normalize(st.buffer.window(), j)
-                x = self.normalize.out[:n]
-            if self.fixed_batch and n < self.fixed_batch:  # pad with the last clip; its scores are ignored
-                full = self._batch if self.normalize is None else self.normalize.out
-                full[n:] = full[n - 1]
-                x = full
+            x = self._input(chunk, copy=False)
             if self.stream is not None:
                 out = self.stream.step(x, [st.stream for st in chunk])
             else:
@@ -413,21 +439,57 @@ class PersonActionNet(Analyser):
             for j, st in enumerate(chunk):
                 if self.stream is not None and not st.buffer.due():
                     continue  # stepped, not reported (--cadence)
-                c = st.scorer(out[j], index, time)
-                st.last = c
-                self.classifications += 1
-                events += st.labels.update(c)
-                ev = c.to_event()
-                ev = {"event": "classification", "track_id": st.id,
-                      "box": [round(float(v), 1) for v in st.box], **ev}
-                if st.keypoints is not None:
-                    ev["keypoints"] = np.round(st.keypoints, 2).tolist()
-                    ev["posture"] = st.posture
-                events.append(st.labels.annotate(ev))
+                self._report(st, out[j], index, time, st.box, st.keypoints, st.posture, events)
+
+    def _classify_behind(self, due: List[PersonState], index: int, time: float) -> None:
+        """A live source: the clips go to the background thread and the frame loop goes on
+        (runtime/background.py). A person due while the thread is busy waits, and then gets its
+        newest clip classified: labels come later, never frames dropped for them."""
+        for st in due:
+            st.waiting = True
+        if self.background.busy:
+            return
+        chunk = [st for st in self.states.values() if st.waiting and st.buffer.ready][:self.max_batch]
+        if not chunk:
+            return
+        x = self._input(chunk, copy=True)  # the rings go on filling while the thread reads x
+        for st in chunk:
+            st.waiting = False
+        clips = [(st, st.box, st.keypoints, st.posture) for st in chunk]  # as of the clip's last frame
+        self.background.submit(self._infer_behind, x, clips, index, time)
+
+    def _infer_behind(self, x, clips, index, time):
+        return np.array(self.engine.infer(x, self.spec.output_name)[:len(clips)]), clips, index, time
+
+    def _collect(self, events: list, wait: bool = False) -> None:
+        """Report the background thread's finished classification (with ``wait``, the running one)."""
+        if self.background is None:
+            return
+        done = self.background.result(wait=wait)
+        if done is None:
+            return
+        (out, clips, index, time), seconds = done
+        self.timer.add("classify", seconds)
+        for j, (st, box, keypoints, pose) in enumerate(clips):
+            if self.states.get(st.id) is st:  # a person who left meanwhile had their segment closed
+                self._report(st, out[j], index, time, box, keypoints, pose, events)
+
+    def _report(self, st: PersonState, scores, index: int, time: float, box, keypoints, pose, events: list) -> None:
+        c = st.scorer(scores, index, time)
+        st.last = c
+        self.classifications += 1
+        events += st.labels.update(c)
+        ev = {"event": "classification", "track_id": st.id, "box": [round(float(v), 1) for v in box], **c.to_event()}
+        if keypoints is not None:
+            ev["keypoints"] = np.round(keypoints, 2).tolist()
+            ev["posture"] = pose
+        events.append(st.labels.annotate(ev))
 
     def finish(self, reason: str = "end") -> list:
-        """Close every open segment (the stream ended or was stopped)."""
+        """Close every open segment (the stream ended or was stopped), after reporting the
+        classification still running in the background."""
         events: list = []
+        self._collect(events, wait=True)
         for st in self.states.values():
             events += st.labels.close(reason)
         return events
@@ -436,6 +498,7 @@ class PersonActionNet(Analyser):
         """Forget every track (a live source reconnected): open segments are closed (returned as
         events), buffers go back to the pool; frame numbers keep counting."""
         events: list = []
+        self._collect(events, wait=True)  # clips from before the gap are still the past's labels
         for tid in list(self.states):
             self._evict(tid, events, reason)
         self.tracker.reset()
@@ -476,6 +539,8 @@ class PersonActionNet(Analyser):
                f"{self.cadence * (self.skip_frames + 1)} frames)"
 
     def close(self) -> None:
+        if self.background is not None:
+            self.background.close()  # its running call ends before the engine is freed
         self.detector.close()
         self.engine.close()
 

@@ -43,17 +43,45 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_persons import FPS, SHARED, build_classifier, make_clip, new_example_yolo, run_example  # noqa: E402
 
 
-def models(folder: str, weights: str):
-    """The dynamic YOLOv5n and the r3d_18 export, made once per ``folder``."""
+def build_resnet18(folder: str):
+    """The 3D ResNet-18 of jetson-inference's actionNet (the runtime's default network, 16x112x112)
+    with seeded random weights: the torch module and its actionnet ONNX export."""
+    import torch
+
+    from actionnet.export.action import export_resnet3d, resnet3d_spec
+    from actionnet.export.resnet3d import resnet3d
+
+    path = os.path.join(folder, "resnet18-3d-random.onnx")
+    torch.manual_seed(0)
+    model = resnet3d("resnet-18").eval()
+    if not os.path.exists(path):
+        torch.save(model.state_dict(), path + ".pt")
+        export_resnet3d("resnet-18", path + ".pt", path, log=open(os.devnull, "w"))
+    return model, resnet3d_spec("resnet-18", [f"class {i}" for i in range(1039)]), path
+
+
+def build_r3d18(folder: str):
+    """torchvision's r3d_18 (about five times the 3D ResNet-18's work a clip), as bench_persons."""
+    path = os.path.join(folder, "r3d18-random.onnx")
+    if os.path.exists(path):
+        from bench_persons import r3d18_module
+
+        return (*r3d18_module(), path)
+    return build_classifier(folder)
+
+
+CLASSIFIERS = {"resnet-18": build_resnet18, "r3d_18": build_r3d18}
+
+
+def models(folder: str, weights: str, classifier: str = "resnet-18"):
+    """The dynamic YOLOv5n and the classifier's export, made once per ``folder``."""
     detector = os.path.join(folder, "yolov5n-dynamic.onnx")
-    model = os.path.join(folder, "r3d18-random.onnx")
+    model = CLASSIFIERS[classifier](folder)[2]
     if not os.path.exists(detector):
         from actionnet.export.yolo import export_yolo
         from actionnet.export.yolov5_legacy import load_yolov5
 
         export_yolo(load_yolov5(weights), detector, imgsz=640, dynamic=True)
-    if not os.path.exists(model):
-        build_classifier(folder)
     return detector, model
 
 
@@ -103,14 +131,14 @@ def run(setting: str, clip: str, loops: int, detector: str, model: str, threads:
                 adapt=adapt, said=said, out_s=duration(out), stages=stages)
 
 
-def run_baseline(clip: str, loops: int, weights: str, threads: int, folder: str):
+def run_baseline(clip: str, loops: int, weights: str, threads: int, folder: str, classifier: str):
     """The Ultralytics example's loop on the footage played live (start-up excluded)."""
     import torch
 
     from actionnet.sources import SourceOptions, open_source, video_source
 
     torch.set_num_threads(threads)
-    classifier, spec, _ = build_classifier(folder)
+    classifier, spec, _ = CLASSIFIERS[classifier](folder)
     with open_source(clip) as once:
         first = next(iter(once))[0]
     yolo = new_example_yolo(weights, first)  # before the live clock starts, as actionnet's start-up
@@ -132,6 +160,8 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=72, help="frames of the mosaic, looped (default 72)")
     p.add_argument("--settings", default="auto,1", help="--detect-every settings, comma-separated (default auto,1)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="resnet-18",
+                   help="the 3D ResNet-18 of actionNet (default) or torchvision's r3d_18")
     p.add_argument("--weights", default=str(SHARED / "weights" / "yolov5n.pt"))
     p.add_argument("--keep", help="folder to keep the clip, the models and the outputs in (reused)")
     p.add_argument("--baseline", action="store_true", help="also the Ultralytics example's loop, fed the same way")
@@ -142,14 +172,15 @@ def main(argv=None):
         clip = os.path.join(folder, f"two_people_1080p_{args.frames}.mp4")
         if not os.path.exists(clip):
             make_clip(clip, args.frames, SHARED / "videos" / "people_walking.mp4")
-        detector, model = models(folder, args.weights)
+        detector, model = models(folder, args.weights, args.classifier)
         loops = max(1, math.ceil(args.seconds * FPS / args.frames))
         footage = loops * args.frames / FPS
         load = os.getloadavg()
         rows = [run(s, clip, loops, detector, model, args.threads, folder) for s in args.settings.split(",") if s]
         if args.baseline:
-            rows.append(run_baseline(clip, loops, args.weights, args.threads, folder))
-        print(f"1080p two-person mosaic, {footage:.1f} s played --live at {FPS:g} fps, {args.threads} threads; "
+            rows.append(run_baseline(clip, loops, args.weights, args.threads, folder, args.classifier))
+        print(f"1080p two-person mosaic, {footage:.1f} s played --live at {FPS:g} fps, {args.classifier}, "
+              f"{args.threads} threads; "
               f"load average {load[0]:.1f} before, {os.getloadavg()[0]:.1f} after")
         print(f"{'--detect-every':<15} {'fps':>6} {'dropped':>14} {'labels/person/s':>16} {'video s':>8}  adapt")
         for r in rows:

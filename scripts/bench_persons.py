@@ -92,12 +92,11 @@ def decode(path):
 
 # -- models ------------------------------------------------------------------------------------
 
-def build_classifier(folder: str):
-    """r3d_18 with seeded random weights: the torch module and its actionnet ONNX export."""
+def r3d18_module():
+    """r3d_18 with seeded random weights and its spec."""
     import torch
     from torchvision.models.video import r3d_18
 
-    from actionnet.export.onnx_export import export_clip_model
     from actionnet.spec import ModelSpec
 
     torch.manual_seed(0)
@@ -106,6 +105,14 @@ def build_classifier(folder: str):
                      input_name="frames", output_name="logits", layout="raw_nthwc", color_order="RGB",
                      resize_mode="squash", mean=(0.43216, 0.394666, 0.37645), std=(0.22803, 0.22145, 0.216989),
                      arch="r3d_18")
+    return model, spec
+
+
+def build_classifier(folder: str):
+    """r3d_18 with seeded random weights: the torch module and its actionnet ONNX export."""
+    from actionnet.export.onnx_export import export_clip_model
+
+    model, spec = r3d18_module()
     path = os.path.join(folder, "r3d18-random.onnx")
     export_clip_model(model, spec, path, log=open(os.devnull, "w"))
     return model, spec, path

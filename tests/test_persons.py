@@ -443,3 +443,71 @@ def test_cli_live_per_person_run_writes_and_says_its_detect_every(tmp_path, synt
         r = run_cli(*common, *extra, video)
         assert r.returncode == 0, r.stderr
         assert not [line for line in ev.read_text().splitlines() if '"adapt"' in line] and "keep up" not in r.stderr
+
+
+def test_background_runs_one_call_at_a_time_and_hands_back_its_result_or_error():
+    import threading
+
+    from actionnet.background import Background
+
+    bg = Background()
+    gate = threading.Event()
+    bg.submit(lambda x: gate.wait(5) and x * 2, 21)
+    assert bg.busy and bg.result() is None
+    with pytest.raises(RuntimeError):
+        bg.submit(lambda: None)  # never a queue
+    gate.set()
+    value, seconds = bg.result(wait=True)
+    assert value == 42 and seconds >= 0 and not bg.busy
+    bg.submit(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):  # raised in the caller's thread
+        bg.result(wait=True)
+    gate.clear()
+    done = []
+    bg.submit(lambda: gate.wait(5) and done.append(1))
+    threading.Timer(0.1, gate.set).start()
+    bg.close()  # a running call finishes before close returns (its engine is freed next)
+    assert done == [1]
+
+
+def test_live_per_person_classifies_in_the_background_without_holding_frames(tmp_path, synthetic_model):
+    """A live source: a classifier call of 150 ms (five frame periods) runs beside the frame loop.
+    No update waits for it; each classification still reports the frame, time and box of its own
+    clip; people due while the call runs get their newest clip classified next; the labels are
+    the synchronous run's; finish() reports the call still running."""
+    import time
+
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=60)
+    options = dict(skip_frames=0, cadence=3, context=CONTEXT, threshold=0.0, log=None, threads=1)
+    with PersonActionNet(str(synthetic_model), str(det), **options) as net:
+        sync = _run(net, frames)
+    with PersonActionNet(str(synthetic_model), str(det), live=True, detect_every=1, **options) as net:
+        assert net.background is not None
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: time.sleep(0.15) or infer(x, *a)
+        events, slowest, boxes = [], 0.0, {}
+        start = time.perf_counter()
+        for i, f in enumerate(frames):  # at 30 fps, as a camera gives them
+            time.sleep(max(0.0, start + i / 30 - time.perf_counter()))
+            t = time.perf_counter()
+            events += net.update(f, i / 30)
+            slowest = max(slowest, time.perf_counter() - t)
+            boxes.update({(st.id, i): [round(float(v), 1) for v in st.box] for st in net.visible()})
+        last = net.background.busy
+        events += net.finish()
+    assert slowest < 0.1, slowest  # the frame loop never waited for a 150 ms call
+    cls = [e for e in events if e["event"] == "classification"]
+    ref = {(e["track_id"], e["frame"]): e for e in sync if e["event"] == "classification"}
+    assert len(ref) / 3 <= len(cls) < len(ref)  # fewer labels, not frames held back
+    assert last and cls[-1]["frame"] <= len(frames) - 1  # the running call was reported at the end
+    for e in cls:
+        assert e["box"] == boxes[(e["track_id"], e["frame"])]  # the box of the clip's last frame
+        assert e["time"] == pytest.approx(e["frame"] / 30, abs=1e-4)
+        if (e["track_id"], e["frame"]) in ref:  # the same clip: the same scores as in the loop
+            assert e["label"] == ref[(e["track_id"], e["frame"])]["label"]
+            assert e["topk"] == ref[(e["track_id"], e["frame"])]["topk"]
+    by_track = defaultdict(list)
+    for e in cls:
+        by_track[e["track_id"]].append(e["frame"])
+    assert len(by_track) == 2 and all(f == sorted(f) for f in by_track.values())
