@@ -113,8 +113,10 @@ class DetectEvery:
     allows. The classification cadence is not touched: each person is still labelled about
     twice a second.
 
-    Why it does not flap: both times are means over a window (the last ``window`` detector calls;
-    about a second of frames for the rest, which spans a classification burst or two); N rises
+    Why it does not flap: both times are means over a window (the last ``window`` detector calls,
+    a few seconds: a call that overlaps the background classifier takes twice as long, and eight
+    calls swung the mean from 23 to 54 ms on two cores; about a second of frames for the rest,
+    which spans a classification burst or two); N rises
     only when a frame at N takes more than ``rise`` x budget and falls only when one at N - 1
     would take at most ``fall`` x budget, so going back and forth needs the times to swing by
     the gap between the two; and a change needs its condition on consecutive frames (half a
@@ -126,7 +128,7 @@ class DetectEvery:
     """
 
     def __init__(self, fps: float, low: int = 1, high: int = 8, rise: float = 0.9, fall: float = 0.75,
-                 window: int = 8, warmup: int = 3):
+                 window: int = 24, warmup: int = 3):
         self.fps = float(fps or 30.0)
         self.budget = 1.0 / self.fps
         self.low, self.high, self.rise, self.fall = low, high, rise, fall

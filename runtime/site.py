@@ -223,6 +223,26 @@ def _port(uri: str) -> Optional[int]:
         return None
 
 
+def _port_clash(uri: str, port: int, camera: str, other: str) -> Optional[str]:
+    """Why output ``uri`` cannot be on ``port`` beside ``camera``'s output ``other``, or None:
+    webrtc:// pages of one process share one server per port (each at its own name, the index at
+    /), where an rtsp:// server needs its port to itself."""
+    from .web import parse_webrtc_uri
+
+    shown, by = redact(uri), f"camera {camera} ({redact(other)})"
+    if not (uri.startswith("webrtc://") and other.startswith("webrtc://")):
+        return f"port {port} of {shown} is taken by {by}; an rtsp:// server needs a port of its own"
+    mine, theirs = parse_webrtc_uri(uri), parse_webrtc_uri(other)
+    if mine.host != theirs.host:
+        return f"port {port} of {shown} is served on another address by {by}; pages that share a port share its address"
+    if not mine.name or not theirs.name:
+        return f"{shown} shares port {port} with {by}; pages that share a port each need a name " \
+               f"(webrtc://ADDRESS:{port}/NAME)"
+    if mine.name == theirs.name:
+        return f"page /{mine.name} of port {port} is served by {by} already; give each page its own name"
+    return None
+
+
 def _broker_topic(uri: str) -> Optional[Tuple]:
     """(host, port, topic) of an mqtt:// or mqtts:// events URI, else None."""
     from urllib.parse import urlsplit
@@ -234,11 +254,12 @@ def _broker_topic(uri: str) -> Optional[Tuple]:
 
 
 def _check_together(cameras: List[CameraConfig], where: str) -> None:
-    """What no one camera can see: two cameras writing one file or binding one port."""
+    """What no one camera can see: two cameras writing one file, or binding one port (but for
+    webrtc:// pages, which share their port's server, each at its own name: :mod:`actionnet.web`)."""
     from .config import is_uri
 
     files: Dict[str, Tuple[str, str]] = {}
-    ports: Dict[int, Tuple[str, str]] = {}
+    ports: Dict[int, List[Tuple[str, str]]] = {}  # port -> (camera, output) of every output on it
     topics: Dict[Tuple, str] = {}
     inputs = {os.path.abspath(c.config.input): c.name for c in cameras if not is_uri(c.config.input)}
     for c in cameras:
@@ -264,11 +285,11 @@ def _check_together(cameras: List[CameraConfig], where: str) -> None:
             port = _port(o)
             if port is None:
                 continue
-            if port in ports:
-                other, ouri = ports[port]
-                raise SiteError(f"{where}: camera {c.name}: output: port {port} of {o} is taken by camera {other} "
-                                f"({ouri}); one port per stream server")
-            ports[port] = (c.name, o)
+            for other, ouri in ports.get(port, []):
+                clash = _port_clash(o, port, other, ouri)
+                if clash:
+                    raise SiteError(f"{where}: camera {c.name}: output: {clash}")
+            ports.setdefault(port, []).append((c.name, o))
 
 
 # -- running ----------------------------------------------------------------------------------------

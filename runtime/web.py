@@ -1,10 +1,21 @@
 """``webrtc://ADDRESS:PORT/NAME``: the annotated video and the live labels in a browser.
 
-A small aiohttp server on PORT serves one page (``web.html``) at ``/`` and ``/NAME``, the WebRTC
-signalling (``POST offer``: the browser's offer in, the answer out, no trickle ICE) and the run's
-events as Server-Sent Events (``GET events``), the same JSON objects ``--events`` writes. ``@``
-binds every interface; ``127.0.0.1`` keeps the page on this machine. A token (``--web-token``,
-or ``?token=`` in the URI) makes all three refuse requests without it (401).
+A small aiohttp server on PORT serves the output's page (``web.html``) at ``/NAME``, the WebRTC
+signalling (``POST NAME/offer``: the browser's offer in, the answer out, no trickle ICE) and the
+run's events as Server-Sent Events (``GET NAME/events``), the same JSON objects ``--events``
+writes. ``@`` binds every interface; ``127.0.0.1`` keeps the page on this machine. A token
+(``--web-token``, or ``?token=`` in the URI) makes all three refuse requests without it (401).
+
+Several outputs of one process on one address (the cameras of a site file) share one server: the
+first binds the port, the others add their pages under their own names, the last one closed
+frees it. While a port has one page, ``/`` (and ``/offer``, ``/events``) are that page's, as for
+a single camera; with several, ``/`` is an index of them all: each page's name, its link and its
+current labels (``/cameras.json``), so one address shows every camera. A page's token guards its
+labels there too: the index lists every page's name, but shows a guarded page's labels (and
+links it with the token) only when the index is opened with that token (``/?token=TOKEN``); the
+index itself needs none, as it holds nothing else. The index shows labels, not videos: a video
+tile per camera would keep every camera's encoder busy for one glance at the list, where a
+camera's own page is one click away.
 
 Why these choices:
 
@@ -47,7 +58,7 @@ import statistics
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Optional
 from urllib.parse import parse_qs
@@ -63,7 +74,9 @@ TIME_BASE = Fraction(1, 90000)  # RTP's video clock
 QUEUE = 30  # frames a viewer may fall behind before its queue is dropped and it waits for a keyframe
 HISTORY = 3000  # events (other than segments) replayed to a new page; segments: SEGMENTS
 SEGMENTS = 2000
+LANES = 32  # lanes (the scene, tracks) whose current label the index shows per page
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
+RESERVED = ("offer", "events", "cameras.json")  # paths at / that a page's name would hide
 ENCODER_NICE = 10  # the encoder thread's niceness: see _lower_priority
 
 
@@ -105,6 +118,8 @@ def parse_webrtc_uri(uri: str, token: Optional[str] = None) -> WebAddress:
     name = (m.group(3) or "").strip("/")
     if name and not _NAME.fullmatch(name):
         raise UsageError(f"{uri}: the page name {name!r} may hold letters, digits, '.', '_' and '-' only")
+    if name in RESERVED:
+        raise UsageError(f"{uri}: /{name} is the server's own (choose another page name)")
     query = parse_qs(m.group(4) or "", keep_blank_values=True)
     unknown = sorted(set(query) - {"token"})
     if unknown:
@@ -127,9 +142,15 @@ def require_web() -> None:
 
 def check_web_output(uri: str, token: Optional[str] = None) -> WebAddress:
     """Everything about a ``webrtc://`` output that can be known before the model loads: the
-    URI, the extra, and whether the port is free."""
+    URI, the extra, and whether the port is free (or served by this process, which the page
+    will join under a name of its own)."""
     address = parse_webrtc_uri(uri, token)
     require_web()
+    with _HOSTS_LOCK:
+        host = _HOSTS.get((address.host, address.port))
+        if host is not None:  # this process serves that port already: the page will join it
+            _check_name(host, address, uri)
+            return address
     with _bound(address, uri):
         pass
     return address
@@ -181,11 +202,31 @@ class WebEvents(Events):
     def __init__(self, on_close=None):
         self._pending: collections.deque = collections.deque()
         self.closed = False
+        self.ended = False  # the run's summary is in
+        self.now: dict = {}  # lane ("scene", "#7") -> its latest label, for the index (see _note)
         self._on_close = on_close
 
     def write(self, event: dict) -> None:
         if not self.closed:
             self._pending.append(json.dumps(event, separators=(",", ":")))
+            self._note(event)
+
+    def _note(self, e: dict) -> None:
+        """The current label of each lane, as the page's "Now" panel shows it: kept here, from the
+        dict, so the index costs the run a few dict operations and no parsing. A track that left
+        loses its lane; at most LANES lanes, the least recently classified go first."""
+        kind = e.get("event")
+        lane = "scene" if e.get("track_id") is None else f"#{e['track_id']}"
+        if kind == "classification" or (kind is None and "confidence" in e and "frame" in e):
+            self.now.pop(lane, None)
+            self.now[lane] = {"lane": lane, "label": e.get("reported_label", e.get("label")),
+                              "confidence": e.get("confidence"), "time": e.get("time")}
+            if len(self.now) > LANES:
+                self.now.pop(next(iter(self.now)), None)
+        elif kind == "segment" and e.get("reason") in ("evicted", "reset", "reconnect"):
+            self.now.pop(lane, None)
+        elif kind == "summary":
+            self.ended = True
 
     def close(self, keep: bool = True) -> None:
         """The run's last events are in (it closes its events after its outputs): the pages get
@@ -223,12 +264,14 @@ class WebOutput(Output):
         self._encoders: dict = {}  # codec -> _Encoder, while someone watches in it
         self.stats = _Stats()
         self._closed = False
-        self._server = _Server(self)
+        self._server = _Page(self)
         self._server.start()
         if log is not None:
+            index = (f"; every page of port {self.address.port}: {replace(self.address, name='').urls()[0]}"
+                     if len(self._server.host.pages) > 1 else "")
             print(f"actionnet: serving {', '.join(self.address.urls())} (WebRTC "
-                  f"{'/'.join(c.upper() for c in self.codecs)}{'; add ?token=TOKEN' if self.address.token else ''})",
-                  file=log)
+                  f"{'/'.join(c.upper() for c in self.codecs)}{'; add ?token=TOKEN' if self.address.token else ''}"
+                  f"{index})", file=log)
 
     @property
     def url(self) -> str:
@@ -428,31 +471,152 @@ def _lower_priority(nice: int) -> None:
             pass
 
 
-class _Server:
-    """The aiohttp app and the peer connections, on their own thread and asyncio loop."""
+# -- the servers: one per address, shared by the pages on it ---------------------------------------
 
-    def __init__(self, output: WebOutput):
-        self.output = output
-        self.address = output.address
+# The index at / of a port with several pages (one small page, kept here rather than in a file:
+# web.html is the package data the runtime ships). Every page's name and link, and its current
+# labels once a second from cameras.json; a ?token= in its address is passed on to both.
+INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>actionnet: cameras</title><link rel="icon" href="data:,">
+<style>
+  body { margin: 0; font: 14px/1.4 system-ui, sans-serif; color: #282828; background: #fafafa; }
+  header { padding: 8px 12px; border-bottom: 1px solid #ddd; background: #fff; } header b { font-size: 16px; }
+  #status { color: #d62728; margin-left: 12px; }
+  main { display: flex; flex-wrap: wrap; gap: 12px; padding: 12px; align-items: flex-start; }
+  .cam { flex: 0 1 320px; background: #fff; border: 1px solid #ddd; border-radius: 4px; padding: 8px 10px; }
+  .cam > a { font-size: 16px; font-weight: 600; }
+  .now { display: flex; gap: 8px; margin-top: 4px; } .now.stale { opacity: .45; }
+  .lane, .conf, .note { color: #6a6a6a; } .label { font-weight: 600; flex: 1; overflow-wrap: anywhere; }
+  .note { font-style: italic; margin-top: 4px; }
+</style></head>
+<body><header><b>actionnet</b> cameras<span id="status"></span></header><main id="cameras"></main>
+<script>
+"use strict";
+const TOKEN = new URLSearchParams(location.search).get("token");
+const Q = TOKEN ? "?token=" + encodeURIComponent(TOKEN) : "";
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+function card(c) {
+  const box = el("div", "cam"), link = el("a", "", c.name);
+  box.dataset.camera = c.name;
+  link.href = c.name + (c.protected && c.labels ? Q : "");
+  box.append(link);
+  if (!c.labels) {
+    box.append(el("div", "note", "needs its token (open this index as /?token=TOKEN)"));
+    return box;
+  }
+  if (c.ended) box.append(el("div", "note", "run ended"));
+  else if (!c.labels.length) box.append(el("div", "note", "waiting for the first classification"));
+  const last = Math.max(0, ...c.labels.map(l => l.time || 0));
+  for (const l of c.labels) {
+    const row = el("div", "now" + (last - l.time > 3 ? " stale" : ""));
+    row.dataset.lane = l.lane;
+    row.append(el("span", "lane", l.lane), el("span", "label", l.label || "\u2014"),
+               el("span", "conf", (100 * l.confidence).toFixed(1) + "%"));
+    box.append(row);
+  }
+  return box;
+}
+async function update() {
+  try {
+    const r = await fetch("cameras.json" + Q, { cache: "no-store" });
+    document.getElementById("cameras").replaceChildren(...(await r.json()).map(card));
+    document.getElementById("status").textContent = "";
+  } catch (e) {
+    document.getElementById("status").textContent = "the server does not answer";
+  }
+}
+update();
+setInterval(update, 1000);
+</script></body></html>
+"""
+
+
+_HOSTS: dict = {}  # (host, port) -> _Host: every address this process serves pages on
+_HOSTS_LOCK = threading.Lock()  # held while a server starts or stops, so a port is never bound twice
+
+
+def _attach(page: "_Page") -> None:
+    """``page`` on the server of its address: the one this process runs there already, or a new
+    one, which binds the port (an :class:`OutputError` naming the URI if it cannot)."""
+    a = page.address
+    with _HOSTS_LOCK:
+        host = _HOSTS.get((a.host, a.port))
+        if host is None:
+            host = _Host(a, page.output.uri)
+            host.start()
+            _HOSTS[host.key] = host
+        else:
+            _check_name(host, a, page.output.uri)
+        page.host = host  # before the page can be asked for
+        host.pages[a.name] = page
+
+
+def _detach(page: "_Page") -> None:
+    """``page`` off its server; the last page's server stops and frees the port (under the lock:
+    an output opened meanwhile on that port waits, then binds it afresh)."""
+    host = page.host
+    with _HOSTS_LOCK:
+        if host is None or host.pages.get(page.address.name) is not page:
+            return
+        del host.pages[page.address.name]
+        if not host.pages:
+            _HOSTS.pop(host.key, None)
+            host.stop()
+
+
+def _check_name(host: "_Host", address: WebAddress, uri: str) -> None:
+    """Pages that share a port are told apart by their names: each name once, and none without one."""
+    from .config import redact
+
+    for name, other in host.pages.items():
+        taken = redact(other.output.uri)
+        if not name or not address.name:
+            why = (f"port {address.port} serves {taken} already; pages that share a port each need a name "
+                   f"(webrtc://ADDRESS:{address.port}/NAME)")
+        elif name == address.name:
+            why = f"port {address.port} serves page /{name} already ({taken}); give each page its own name"
+        else:
+            continue
+        raise UsageError(f"cannot serve {redact(uri)}: {why}")
+
+
+def _authorised(request, token: Optional[str]) -> bool:
+    """``?token=`` or ``Authorization: Bearer``, compared in constant time; no token: everyone."""
+    if token is None:
+        return True
+    given = request.query.get("token")
+    if given is None:
+        auth = request.headers.get("Authorization", "")
+        given = auth[7:] if auth.startswith("Bearer ") else None
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+class _Host:
+    """The aiohttp server on one address, on its own thread and asyncio loop, and the pages on it.
+
+    Each page answers at ``/NAME`` (``/NAME/offer``, ``/NAME/events``); ``/``, ``/offer`` and
+    ``/events`` are the page's while it is the only one (a single output, as before pages could
+    share a port), and with several ``/`` is the index (:data:`INDEX`, fed by ``/cameras.json``).
+    Routes are looked up per request rather than added per page: aiohttp freezes an app's routes
+    once it runs, and pages come and go while it does.
+    """
+
+    def __init__(self, address: WebAddress, uri: str):
+        self.key = (address.host, address.port)
+        self.address, self.uri = address, uri
+        self.pages: dict = {}  # name -> _Page, in the order they came
         self.loop = asyncio.new_event_loop()
-        self.tracks: set = set()
-        self.pcs: set = set()
-        self.feeds: set = set()
-        self.history: collections.deque = collections.deque(maxlen=HISTORY)
-        self.segments: collections.deque = collections.deque(maxlen=SEGMENTS)
-        self.sequence = 0
-        self.served = 0
         self._thread = threading.Thread(target=self._run, name="webrtc server", daemon=True)
         self._ready = threading.Event()
         self._error: Optional[BaseException] = None
         self._runner = None
-        self._down = False
-        with open(PAGE, encoding="utf-8") as f:
-            self.page = f.read()
-
-    @property
-    def viewers(self) -> int:
-        return len(self.tracks)
+        self._feeder = None
 
     def start(self) -> None:
         self._thread.start()
@@ -461,9 +625,9 @@ class _Server:
             self._thread.join(timeout=5)
             raise self._error
 
-    def _call(self, coro, timeout: float) -> None:
+    def call(self, coro, timeout: float) -> None:
         """Run ``coro`` on the server's loop and wait for it, ``timeout`` seconds at most."""
-        if self._down or not self._thread.is_alive():
+        if not self._thread.is_alive():
             coro.close()
             return
         try:
@@ -471,21 +635,9 @@ class _Server:
         except Exception:  # noqa: BLE001 - a connection that will not close, a loop that stopped: go on
             pass
 
-    def close_media(self) -> None:
-        self._call(self._close_pcs(), 4.0)
-
-    def stop_later(self, delay: float) -> None:
-        """Stop the server ``delay`` seconds from now unless :meth:`stop` comes first."""
-        def later():
-            self.loop.call_later(delay, lambda: asyncio.ensure_future(self._shutdown(stop_loop=True)))
-
-        try:
-            self.loop.call_soon_threadsafe(later)
-        except RuntimeError:  # the loop has stopped already
-            pass
-
     def stop(self, timeout: float = 5.0) -> None:
-        self._call(self._shutdown(), timeout)
+        """The listening socket and every connection left closed, the loop ended (not from the loop)."""
+        self.call(self._cleanup(), timeout)
         try:
             self.loop.call_soon_threadsafe(self.loop.stop)
         except RuntimeError:
@@ -510,20 +662,12 @@ class _Server:
     async def _start(self) -> None:
         from aiohttp import web
 
-        @web.middleware
-        async def auth(request, handler):
-            if not self._authorised(request):
-                return web.Response(status=401, headers={"Cache-Control": "no-store"},
-                                    text="401: this stream needs its token (open the page as ...?token=TOKEN)\n")
-            return await handler(request)
-
-        app = web.Application(middlewares=[auth])
-        routes = [web.get("/", self._page), web.post("/offer", self._offer), web.get("/events", self._events)]
-        if self.address.name:
-            name = self.address.name
-            routes += [web.get(f"/{name}", self._page), web.get(f"/{name}/", self._page),
-                       web.post(f"/{name}/offer", self._offer), web.get(f"/{name}/events", self._events)]
-        app.add_routes(routes)
+        app = web.Application()
+        page, offer, events = self._route("html"), self._route("offer"), self._route("events")
+        app.add_routes([web.get("/", self._root), web.get("/cameras.json", self._cameras),
+                        web.post("/offer", offer), web.get("/events", events),
+                        web.get("/{name}", page), web.get("/{name}/", page),
+                        web.post("/{name}/offer", offer), web.get("/{name}/events", events)])
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.address.host, self.address.port)
@@ -531,51 +675,140 @@ class _Server:
             await site.start()
         except OSError as e:
             await self._runner.cleanup()
-            raise OutputError(_bind_error(self.output.uri, self.address, e)) from None
+            raise OutputError(_bind_error(self.uri, self.address, e)) from None
         self._feeder = asyncio.ensure_future(self._feed_events())
+
+    async def _cleanup(self) -> None:
+        self._feeder.cancel()
+        try:
+            await asyncio.wait_for(self._runner.cleanup(), 3)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _feed_events(self) -> None:
+        """Every 100 ms: what each run wrote since, to each of its pages, in one write each."""
+        while True:
+            await asyncio.sleep(0.1)
+            for page in list(self.pages.values()):
+                page.flush()
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _route(self, what: str):
+        """The handler of ``what`` for the page a request names (the only page for ``/offer``...),
+        behind that page's token."""
+        from aiohttp import web
+
+        async def handle(request):
+            name = request.match_info.get("name")
+            pages = list(self.pages.values())
+            page = self.pages.get(name) if name is not None else pages[0] if len(pages) == 1 else None
+            if page is None or page.down:
+                where = f"no page /{name} here" if name is not None else "several pages share this port"
+                return web.Response(status=404, text=f"404: {where} (the index: /)\n")
+            if not _authorised(request, page.address.token):
+                return web.Response(status=401, headers={"Cache-Control": "no-store"},
+                                    text="401: this stream needs its token (open the page as ...?token=TOKEN)\n")
+            return await getattr(page, what)(request)
+
+        return handle
+
+    async def _root(self, request):
+        """The only page, or the index of them all."""
+        from aiohttp import web
+
+        if len(self.pages) < 2:
+            return await self._route("html")(request)
+        return web.Response(text=INDEX, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+    async def _cameras(self, request):
+        """The index's data: every page's name, and its current labels where the request may see
+        them (a page with a token: only with that token; null otherwise)."""
+        from aiohttp import web
+
+        cameras = []
+        for page in list(self.pages.values()):
+            events, token = page.output.events, page.address.token
+            cameras.append({"name": page.address.name, "protected": token is not None,
+                            "labels": list(events.now.values()) if _authorised(request, token) else None,
+                            "ended": events.ended, "viewers": page.viewers})
+        return web.json_response(cameras, headers={"Cache-Control": "no-store"})
+
+
+class _Page:
+    """One output's page on its address's server: its viewers' connections and tracks, its event
+    feeds and the history a late page is sent. The handlers run on the server's loop."""
+
+    def __init__(self, output: WebOutput):
+        self.output = output
+        self.address = output.address
+        self.host: Optional[_Host] = None
+        self.tracks: set = set()
+        self.pcs: set = set()
+        self.feeds: set = set()
+        self.history: collections.deque = collections.deque(maxlen=HISTORY)
+        self.segments: collections.deque = collections.deque(maxlen=SEGMENTS)
+        self.sequence = 0
+        self.served = 0
+        self.down = False
+        self._timer: Optional[threading.Timer] = None
+        self._stopping = threading.Lock()
+        with open(PAGE, encoding="utf-8") as f:
+            self.page = f.read()
+
+    @property
+    def loop(self):
+        return self.host.loop
+
+    @property
+    def viewers(self) -> int:
+        return len(self.tracks)
+
+    def start(self) -> None:
+        _attach(self)
+
+    def close_media(self) -> None:
+        self.host.call(self._close_pcs(), 4.0)
+
+    def stop_later(self, delay: float) -> None:
+        """Stop ``delay`` seconds from now unless :meth:`stop` comes first."""
+        self._timer = threading.Timer(delay, self.stop)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """The last events to every page, every connection closed, the page off its server."""
+        with self._stopping:
+            if self._timer is not None and self._timer is not threading.current_thread():
+                self._timer.cancel()
+            self.host.call(self._shutdown(), timeout)
+            _detach(self)
 
     async def _close_pcs(self) -> None:
         pcs, self.pcs = list(self.pcs), set()
         if pcs:
             await asyncio.wait([asyncio.ensure_future(pc.close()) for pc in pcs], timeout=3)
 
-    async def _shutdown(self, stop_loop: bool = False) -> None:
-        """The last events to every page, then every connection and the listening socket closed."""
-        if not self._down:
-            self._down = True
-            self._feeder.cancel()
-            self._flush()
+    async def _shutdown(self) -> None:
+        if not self.down:
+            self.down = True
+            self.flush()
             for q in list(self.feeds):
                 q.put_nowait(None)
             await asyncio.sleep(0.05)  # the feeds write their last lines
             await self._close_pcs()
-            try:
-                await asyncio.wait_for(self._runner.cleanup(), 3)
-            except asyncio.TimeoutError:
-                pass
-        if stop_loop:
-            self.loop.stop()
 
-    # -- HTTP ------------------------------------------------------------------------------------
+    # -- HTTP (through _Host._route: the token is checked) ---------------------------------------
 
-    def _authorised(self, request) -> bool:
-        token = self.address.token
-        if token is None:
-            return True
-        given = request.query.get("token")
-        if given is None:
-            auth = request.headers.get("Authorization", "")
-            given = auth[7:] if auth.startswith("Bearer ") else None
-        return given is not None and hmac.compare_digest(given.encode(), token.encode())
-
-    async def _page(self, request):
+    async def html(self, request):
         from aiohttp import web
 
-        config = {"name": self.address.name or "actionnet"}
+        config = {"name": self.address.name or "actionnet", "path": self.address.name,
+                  "index": len(self.host.pages) > 1}
         html = self.page.replace("/*CONFIG*/{}", json.dumps(config))
         return web.Response(text=html, content_type="text/html", headers={"Cache-Control": "no-store"})
 
-    async def _offer(self, request):
+    async def offer(self, request):
         from aiohttp import web
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
@@ -616,7 +849,7 @@ class _Server:
         self.served += 1
         return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type})
 
-    async def _events(self, request):
+    async def events(self, request):
         from aiohttp import web
 
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
@@ -643,13 +876,8 @@ class _Server:
             self.feeds.discard(q)
         return resp
 
-    async def _feed_events(self) -> None:
-        """Every 100 ms: what the run wrote since, to every page, in one write each."""
-        while True:
-            await asyncio.sleep(0.1)
-            self._flush()
-
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """What the run wrote since the last call, to every open feed (on the loop)."""
         lines = self.output.events.take()
         if lines:
             for line in lines:
@@ -744,7 +972,7 @@ def _track_class():
 
         kind = "video"
 
-        def __init__(self, server: _Server, codec: str):
+        def __init__(self, server: _Page, codec: str):
             super().__init__()
             self.server, self.codec = server, codec
             self.queue: asyncio.Queue = asyncio.Queue()

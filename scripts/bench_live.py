@@ -40,37 +40,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_persons import FPS, SHARED, build_classifier, make_clip, new_example_yolo, run_example  # noqa: E402
-
-
-def build_resnet18(folder: str):
-    """The 3D ResNet-18 of jetson-inference's actionNet (the runtime's default network, 16x112x112)
-    with seeded random weights: the torch module and its actionnet ONNX export."""
-    import torch
-
-    from actionnet.export.action import export_resnet3d, resnet3d_spec
-    from actionnet.export.resnet3d import resnet3d
-
-    path = os.path.join(folder, "resnet18-3d-random.onnx")
-    torch.manual_seed(0)
-    model = resnet3d("resnet-18").eval()
-    if not os.path.exists(path):
-        torch.save(model.state_dict(), path + ".pt")
-        export_resnet3d("resnet-18", path + ".pt", path, log=open(os.devnull, "w"))
-    return model, resnet3d_spec("resnet-18", [f"class {i}" for i in range(1039)]), path
-
-
-def build_r3d18(folder: str):
-    """torchvision's r3d_18 (about five times the 3D ResNet-18's work a clip), as bench_persons."""
-    path = os.path.join(folder, "r3d18-random.onnx")
-    if os.path.exists(path):
-        from bench_persons import r3d18_module
-
-        return (*r3d18_module(), path)
-    return build_classifier(folder)
-
-
-CLASSIFIERS = {"resnet-18": build_resnet18, "r3d_18": build_r3d18}
+from bench_persons import CLASSIFIERS, FPS, SHARED, make_clip, new_example_yolo, run_example  # noqa: E402
 
 
 def models(folder: str, weights: str, classifier: str = "resnet-18"):

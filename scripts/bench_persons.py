@@ -118,6 +118,34 @@ def build_classifier(folder: str):
     return model, spec, path
 
 
+def build_resnet18(folder: str):
+    """The 3D ResNet-18 of jetson-inference's actionNet (the runtime's default network, 16x112x112)
+    with seeded random weights: the torch module and its actionnet ONNX export."""
+    import torch
+
+    from actionnet.export.action import export_resnet3d, resnet3d_spec
+    from actionnet.export.resnet3d import resnet3d
+
+    path = os.path.join(folder, "resnet18-3d-random.onnx")
+    torch.manual_seed(0)
+    model = resnet3d("resnet-18").eval()
+    if not os.path.exists(path):
+        torch.save(model.state_dict(), path + ".pt")
+        export_resnet3d("resnet-18", path + ".pt", path, log=open(os.devnull, "w"))
+    return model, resnet3d_spec("resnet-18", [f"class {i}" for i in range(1039)]), path
+
+
+def build_r3d18(folder: str):
+    """torchvision's r3d_18 (about five times the 3D ResNet-18's work a clip), as bench_persons."""
+    path = os.path.join(folder, "r3d18-random.onnx")
+    if os.path.exists(path):
+        return (*r3d18_module(), path)
+    return build_classifier(folder)
+
+
+CLASSIFIERS = {"resnet-18": build_resnet18, "r3d_18": build_r3d18}
+
+
 def check_rebuilt_detector(yolo, onnx_path: str, frame) -> float:
     """The rebuilt ultralytics model against yolov5n.onnx on one real frame, both at 640x640:
     the same person boxes (IoU of matched boxes) or the benchmark stops."""
@@ -287,7 +315,10 @@ def main(argv=None):
     p.add_argument("--onnx", default=str(SHARED / "weights" / "yolov5n.onnx"), help="the reference export")
     p.add_argument("--repeats", type=int, default=3, help="runs of each pipeline, alternating; medians reported")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--engines", default="onnxruntime,openvino", help="actionnet engines to measure")
+    p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="r3d_18",
+                   help="torchvision's r3d_18 (default) or the 3D ResNet-18 of actionNet")
+    p.add_argument("--engines", default="auto,onnxruntime,openvino",
+                   help="actionnet engines to measure (auto: what a user gets; default all three)")
     p.add_argument("--keep", help="folder to keep the clip and the exported models in")
     p.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
                    help="also run actionnet with the detector quantised by actionnet-export quantize (default on)")
@@ -317,7 +348,7 @@ def main(argv=None):
             from actionnet.export.quantize_detector import quantize_detector
 
             quantize_detector(detector, str(SHARED / "videos"), int8, frames=96)
-        classifier, spec, model = build_classifier(folder)
+        classifier, spec, model = CLASSIFIERS[args.classifier](folder)
         engines = [e for e in args.engines.split(",") if e]
         pipelines = {"Ultralytics example (YOLO.track + PyTorch eager)":
                      lambda: run_example(frames, new_example_yolo(args.weights, frames[0]), classifier, spec)}
@@ -349,7 +380,7 @@ def main(argv=None):
     print(f"\n{n} frames of {Path(clip).name if args.video else 'a 1920x1080 two-person mosaic'}, "
           f"{args.threads} threads, {args.repeats} alternating runs each (median run shown); load average "
           f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; rebuilt YOLOv5n vs yolov5n.onnx: min box IoU "
-          f"{iou:.4f}; classifier r3d_18 {N_SAMPLES}x{SIZE}x{SIZE}; example: skip_frame {SKIP_FRAME}, "
+          f"{iou:.4f}; classifier {args.classifier} {N_SAMPLES}x{SIZE}x{SIZE}; example: skip_frame {SKIP_FRAME}, "
           f"a batched call every {CADENCE_FRAMES} frames\n")
     names = list(results)
     table("per stage, median run:", names, results, n, decode_s)

@@ -396,3 +396,98 @@ def test_a_web_token_guards_the_page_of_a_camera_that_also_records(tmp_path, mon
                       "  hall:\n    input: a.mp4\n    output: hall.mp4\n")
     door, hall = load_site(str(site))
     assert door.config.web_token == "SECRET" and hall.config.web_token is None
+
+
+# -- webrtc:// pages of several cameras on one port ------------------------------------------------
+
+PAGE_CLASHES = {
+    "same page twice": ("webrtc://127.0.0.1:{port}/x", "webrtc://127.0.0.1:{port}/x",
+                        "camera hall: output: page /x of port {port} is served by camera door "
+                        "(webrtc://127.0.0.1:{port}/x) already"),
+    "page without a name": ("webrtc://127.0.0.1:{port}/door", "webrtc://127.0.0.1:{port}",
+                            "camera hall: output: webrtc://127.0.0.1:{port} shares port {port} with camera door"),
+    "another address": ("webrtc://127.0.0.1:{port}/door", "webrtc://@:{port}/hall",
+                        "camera hall: output: port {port} of webrtc://@:{port}/hall is served on another address"),
+    "rtsp on a page's port": ("webrtc://127.0.0.1:{port}/door", "rtsp://@:{port}/hall",
+                              "camera hall: output: port {port} of rtsp://@:{port}/hall is taken by camera door "
+                              "(webrtc://127.0.0.1:{port}/door); an rtsp:// server needs a port of its own"),
+    "page on an rtsp port": ("rtsp://@:{port}/door", "webrtc://127.0.0.1:{port}/hall",
+                             "camera hall: output: port {port} of webrtc://127.0.0.1:{port}/hall is taken by camera "
+                             "door (rtsp://@:{port}/door)"),
+}
+
+
+def _two_outputs(path, door: str, hall: str, extra: str = ""):
+    return write_site(path, f"model: m.onnx\nheadless: true\n{extra}cameras:\n"
+                      f"  door:\n    input: a.mp4\n    output: '{door}'\n"
+                      f"  hall:\n    input: b.mp4\n    output: '{hall}'\n")
+
+
+@pytest.mark.parametrize("case", sorted(PAGE_CLASHES))
+def test_outputs_sharing_a_port_are_refused_unless_pages_with_names_of_their_own(tmp_path, monkeypatch, capsys,
+                                                                                 case):
+    pytest.importorskip("aiortc")
+    from actionnet import cli
+    from test_web import free_port
+
+    port = free_port()
+    door, hall, want = (t.format(port=port) for t in PAGE_CLASHES[case])
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")  # never opened
+    rc = cli.main(["--config", str(_two_outputs(tmp_path / "site.yaml", door, hall))])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("actionnet: error: site.yaml: ") and want in err, err
+
+
+def test_pages_of_several_cameras_may_share_a_port_with_names_of_their_own(tmp_path, monkeypatch):
+    pytest.importorskip("aiortc")
+    from actionnet.site import load_site
+    from test_web import free_port
+
+    port = free_port()
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"")
+    site = _two_outputs(tmp_path / "site.yaml", f"webrtc://127.0.0.1:{port}/door", f"webrtc://127.0.0.1:{port}/hall",
+                        extra="web-token: SECRET\n")
+    door, hall = load_site(str(site))
+    assert door.outputs == [f"webrtc://127.0.0.1:{port}/door"] and hall.outputs == [f"webrtc://127.0.0.1:{port}/hall"]
+    assert door.config.web_token == hall.config.web_token == "SECRET"
+
+
+def test_two_cameras_on_one_port_each_have_a_page_and_the_root_lists_both(synthetic_model, synthetic_video, tmp_path):
+    """The site file's way to one page for every camera: each camera's page on one port, the
+    index at / with each camera's own labels."""
+    pytest.importorskip("aiortc")
+    from conftest import wait_for
+    from test_web import _get, cameras, free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    a, b = synthetic_video("red right slow"), synthetic_video("blue left slow")
+    site = write_site(tmp_path / "site.yaml", f"model: {synthetic_model}\nskip-frames: 0\nthreshold: 0.5\n"
+                      f"live: true\ninput-loop: -1\ncameras:\n"
+                      f"  door:\n    input: {a}\n    output: webrtc://127.0.0.1:{port}/door\n"
+                      f"  hall:\n    input: {b}\n    output: webrtc://127.0.0.1:{port}/hall\n")
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        p = subprocess.Popen([sys.executable, "-m", "actionnet.cli", "--config", str(site)], stderr=err)
+    try:
+        def labels():
+            try:
+                return {name: {x["label"] for x in c["labels"]} for name, c in cameras(base).items()}
+            except OSError:  # not serving yet
+                return None
+
+        want = {"door": {"red right slow"}, "hall": {"blue left slow"}}
+        wait_for(lambda: labels() == want, 120, "each camera's label on the index", proc=p, log=log)
+        assert _get(f"{base}/door")[0] == _get(f"{base}/hall")[0] == 200
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(60) == 0, log.read_text()
+    finally:
+        if p.poll() is None:
+            p.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and f"every page of port {port}: http://127.0.0.1:{port}/" in text, text

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ import pytest
 
 from actionnet.errors import MissingLibraryError, UsageError
 from actionnet.web import parse_webrtc_uri
+from conftest import wait_for
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROME_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -52,6 +54,7 @@ def test_webrtc_uris(uri, host, port, name, token):
     ("webrtc://@:8554/a/b", "may hold letters"),
     ("webrtc://@:8554/x?tok=1", "unknown option 'tok'"),
     ("webrtc://@:8554/x?token=", "token is empty"),
+    ("webrtc://@:8554/cameras.json", "is the server's own"),
 ])
 def test_bad_webrtc_uris_are_one_line(uri, message):
     with pytest.raises(UsageError, match=message):
@@ -248,6 +251,141 @@ def test_write_hands_over_and_never_encodes_on_the_runs_thread():
         out.close()
         out.events.close()
         assert time.monotonic() - t0 < 5
+
+
+# -- several outputs on one port: one server, a page each, the index at / -----------------------
+
+def _get(url):
+    """GET ``url``: (status, body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def cameras(base, token=None) -> dict:
+    """The index's data (``/cameras.json``): name -> that page's entry, in the order listed."""
+    status, body = _get(f"{base}/cameras.json" + (f"?token={token}" if token else ""))
+    assert status == 200, body
+    return {c["name"]: c for c in json.loads(body)}
+
+
+def classification(label, frame=7):
+    return {"frame": frame, "time": frame / 30, "label": label, "class_id": 0, "confidence": 0.9,
+            "topk": [{"label": label, "confidence": 0.9}], "event": "classification", "reported_label": label}
+
+
+def close(*outs):
+    """As the run closes them: the output, then its events."""
+    for o in outs:
+        o.close()
+        o.events.close()
+
+
+@pytest.fixture
+def two_pages():
+    """``door`` and ``hall``, two outputs on one free loopback port; the base URL and both."""
+    _need_web()
+    from actionnet.web import WebOutput
+
+    port = free_port()
+    door = WebOutput(f"webrtc://127.0.0.1:{port}/door", 30, log=None)
+    try:
+        hall = WebOutput(f"webrtc://127.0.0.1:{port}/hall", 30, log=None)  # joins door's server
+    except BaseException:
+        close(door)
+        raise
+    yield f"http://127.0.0.1:{port}", door, hall
+    close(door, hall)
+
+
+def test_outputs_on_one_port_share_its_server_each_with_its_page_listed_at_the_root(two_pages):
+    import asyncio
+
+    base, door, hall = two_pages
+    assert door._server.host is hall._server.host  # one server, one listening socket
+    for name in ("door", "hall"):
+        status, html = _get(f"{base}/{name}")
+        assert status == 200 and f'"path": "{name}"' in html and '"index": true' in html  # its page, a link to /
+    assert _get(f"{base}/porch")[0] == 404
+    assert _status(f"{base}/offer", b"{}") == 404  # which page's? /NAME/offer says
+    status, html = _get(f"{base}/")
+    assert status == 200 and "cameras.json" in html and "<video" not in html  # the index, not a page
+    listed = cameras(base)
+    assert list(listed) == ["door", "hall"]
+    assert all(c["labels"] == [] and not c["protected"] and not c["ended"] for c in listed.values())
+
+    door.events.write(classification("waving"))  # the labels of door's run: door's entry, door's feed
+    listed = cameras(base)
+    assert [(x["lane"], x["label"]) for x in listed["door"]["labels"]] == [("scene", "waving")]
+    assert listed["hall"]["labels"] == []
+    wait_for(lambda: door._server.history, 5, "door's page to take its event")
+    assert not hall._server.history
+
+    with Feeder(door, size=(120, 160)):  # door's video on door's page; hall encodes nothing
+        sizes, _ = asyncio.run(watch(f"{base}/door", frames=3))
+        assert sizes == [(160, 120)] * 3
+        assert hall.viewers == 0 and not hall._encoders
+
+
+def test_closing_one_output_keeps_the_other_served_and_the_last_frees_the_port(two_pages):
+    from actionnet import web
+
+    base, door, hall = two_pages
+    port = int(base.rsplit(":", 1)[1])
+    close(door)
+    assert _get(f"{base}/door")[0] == 404
+    assert _get(f"{base}/hall")[0] == 200
+    assert list(cameras(base)) == ["hall"]
+    status, html = _get(f"{base}/")
+    assert status == 200 and '"path": "hall"' in html  # one page left: / is its page again
+    close(hall)
+    assert ("127.0.0.1", port) not in web._HOSTS
+    with socket.socket() as s:  # nothing listens there any more (the server set SO_REUSEADDR too)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(1)
+
+
+def test_pages_on_one_port_need_names_of_their_own(two_pages):
+    from actionnet.web import WebOutput, check_web_output
+
+    base, door, hall = two_pages
+    port = int(base.rsplit(":", 1)[1])
+    with pytest.raises(UsageError, match=f"port {port} serves page /door already"):
+        WebOutput(f"webrtc://127.0.0.1:{port}/door", 30, log=None)
+    with pytest.raises(UsageError, match="pages that share a port each need a name"):
+        WebOutput(f"webrtc://127.0.0.1:{port}", 30, log=None)
+    with pytest.raises(UsageError, match="serves page /hall already"):  # a config's check, before the model loads
+        check_web_output(f"webrtc://127.0.0.1:{port}/hall")
+    assert check_web_output(f"webrtc://127.0.0.1:{port}/porch").port == port  # a new name joins: not "in use"
+    assert list(cameras(base)) == ["door", "hall"] and _get(f"{base}/door")[0] == 200  # the refused changed nothing
+
+
+def test_the_index_shows_a_guarded_pages_labels_only_with_its_token():
+    _need_web()
+    from actionnet.web import WebOutput
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    door = WebOutput(f"webrtc://127.0.0.1:{port}/door", 30, token=TOKEN, log=None)
+    hall = WebOutput(f"webrtc://127.0.0.1:{port}/hall", 30, log=None)
+    try:
+        door.events.write(classification("waving"))
+        hall.events.write(classification("sitting"))
+        assert _get(f"{base}/door")[0] == 401 and _get(f"{base}/door?token={TOKEN}")[0] == 200
+        assert _get(f"{base}/hall")[0] == 200
+        assert _get(f"{base}/")[0] == 200  # the index needs no token, and holds nothing guarded without it
+        for token in (None, "wrong"):
+            status, body = _get(f"{base}/cameras.json" + (f"?token={token}" if token else ""))
+            assert status == 200 and "waving" not in body, body
+            listed = {c["name"]: c for c in json.loads(body)}
+            assert listed["door"]["protected"] and listed["door"]["labels"] is None
+            assert [x["label"] for x in listed["hall"]["labels"]] == ["sitting"]
+        assert [x["label"] for x in cameras(base, TOKEN)["door"]["labels"]] == ["waving"]
+    finally:
+        close(door, hall)
 
 
 # -- a real run in a real browser ---------------------------------------------------------------
@@ -519,3 +657,32 @@ def test_sigterm_with_a_viewer_closes_the_connection_and_finalises(synthetic_mod
         d.quit()
         if r.proc.poll() is None:
             r.proc.kill()
+
+
+def test_the_index_in_a_browser_lists_the_cameras_with_labels_and_links_to_their_pages(two_pages, tmp_path):
+    _need_chromium()
+    base, door, hall = two_pages
+    door.events.write(classification("waving"))
+
+    def shown(camera):
+        return d.execute_script(f"const r = document.querySelector('[data-camera={camera}]');"
+                                "return r ? r.innerText : null;")
+
+    d = chrome(tmp_path)
+    try:
+        with Feeder(door, size=(240, 320)):
+            d.get(f"{base}/")
+            wait_for(lambda: "waving" in (shown("door") or ""), 15, "door's label on the index")
+            assert "waiting for the first classification" in shown("hall")
+            hall.events.write(classification("sitting"))  # live: the index asks once a second
+            wait_for(lambda: "sitting" in (shown("hall") or ""), 5, "hall's new label on the index")
+            assert "sitting" not in shown("door")
+            d.find_element("css selector", "[data-camera=door] a").click()
+            wait_playing(d)  # door's page, its video and events from the shared server
+            assert d.current_url == f"{base}/door"
+            assert d.execute_script("return document.getElementById('video').videoWidth") == 320
+            wait_for(lambda: d.execute_script("const r = document.querySelector('#now [data-lane=scene]');"
+                                              "return r && r.dataset.label") == "waving", 10, "door's label on its page")
+            assert d.find_element("id", "index").get_attribute("href") == f"{base}/"
+    finally:
+        d.quit()
