@@ -236,13 +236,13 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr, live: bool = Fa
                            fps=fps, log=log, live=live, **o)
 
 
-def open_source(config: RunConfig, log=sys.stderr):
+def open_source(config: RunConfig, log=sys.stderr, decode_threads: Optional[int] = None):
     """The run's source as the command opens it (reconnecting when live, on a capture thread)."""
     from .sources import SourceOptions, video_source
 
     sc = config.source
     options = SourceOptions(width=sc.width, height=sc.height, fps=sc.rate, codec=sc.codec, flip=sc.flip,
-                            live=sc.live, loop=sc.loop)
+                            live=sc.live, loop=sc.loop, decode_threads=decode_threads)
     return video_source(config.input, options, reconnect_timeout=sc.reconnect_timeout, log=log)
 
 

@@ -528,10 +528,10 @@ class Camera:
         self.error: Optional[BaseException] = None
         self.thread: Optional[threading.Thread] = None
 
-    def open_source(self):
+    def open_source(self, decode_threads: Optional[int] = None):
         from .cli import open_source
 
-        self.source = open_source(self.config, self.log)
+        self.source = open_source(self.config, self.log, decode_threads)
 
     def open_rest(self):
         """Analyser, then events and outputs, as the command opens them (runtime/cli.py ``run``)."""
@@ -632,10 +632,13 @@ def run_site(path: str, log=sys.stderr) -> int:
     # one bound for a shared engine's batches: the largest --max-batch any camera asks for
     pool = EnginePool(log, max(c.config.persons.max_batch if c.config.persons else 16 for c in configs))
     engines.shared_pool = pool
+    # A file's decoder takes a thread per core by default, and holds a 1080p frame per thread
+    # (45 MiB each here); with a camera per core or more, the cameras are the parallelism.
+    threads = max(1, (os.cpu_count() or 1) // len(cameras)) if len(cameras) > 1 else None
     try:
         for cam in cameras:
             try:
-                cam.open_source()
+                cam.open_source(threads)
             except InputError as e:
                 if not _is_live(cam.config.input):
                     raise UsageError(f"camera {cam.name}: {e}") from None

@@ -124,7 +124,7 @@ class VideoFileSource(Source):
 
     kind = "file"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, threads: Optional[int] = None):
         import av
 
         self.uri = path
@@ -141,6 +141,8 @@ class VideoFileSource(Source):
             raise InputError(f"{path} has no video stream")
         self._stream = s = self._container.streams.video[0]
         s.thread_type = "AUTO"
+        if threads:  # several cameras in one process already use every core, one decoder each
+            s.codec_context.thread_count = threads
         rate = s.average_rate or s.guessed_rate or Fraction(30)
         self.rate = Fraction(rate)
         self.fps = float(rate)
@@ -262,6 +264,7 @@ class SourceOptions:
     flip: int = 0  # CSI: nvvidconv flip-method (0-7)
     live: bool = False  # a file or image folder played at its own rate, as a camera sends it (--live)
     loop: int = 1  # times a file or image folder is played; -1 for ever (--input-loop)
+    decode_threads: Optional[int] = None  # a file's FFmpeg threads; None: FFmpeg's choice (one per core, +1)
 
 
 _V4L2_FORMATS = {"mjpeg": "mjpeg", "mjpg": "mjpeg", "yuyv": "yuyv422", "yuyv422": "yuyv422", "h264": "h264",
@@ -499,7 +502,7 @@ def open_source(uri: str, options: Optional[SourceOptions] = None, log=sys.stder
             os.remove(path)
     if kind == "images":
         return ImageFolderSource(uri, fps=options.fps or 30.0, log=log)
-    return VideoFileSource(uri)
+    return VideoFileSource(uri, options.decode_threads)
 
 
 # --------------------------------------------------------------------------------------------

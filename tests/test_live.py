@@ -151,6 +151,27 @@ def test_live_capture_newest_frame_wins_and_drops_are_counted():
     assert cap.dropped > 50 and cap.dropped + len(seen) == cap.captured == 200
 
 
+def test_live_capture_rides_out_a_slow_frame_without_dropping():
+    """A consumer that keeps up on average but takes 80 ms once (a detection, a key frame) loses
+    nothing: the live queue holds the frames that came meanwhile; a consumer that stays behind
+    still sees the present, the oldest frames going."""
+    cap = Capture(FakeSource(30, live=True, period=0.02))
+    got = []
+    for i, item in enumerate(cap):
+        got.append(item)
+        time.sleep(0.08 if i == 5 else 0.0)
+    cap.close()
+    assert numbers(got) == list(range(30)) and cap.dropped == 0
+
+
+def test_several_cameras_decode_a_file_with_the_threads_they_are_given(synthetic_video):
+    path = str(synthetic_video("red right fast", frames=12))
+    with open_source(path, SourceOptions(decode_threads=1)) as one, open_source(path) as default:
+        assert one._stream.codec_context.thread_count == 1
+        a, b = [f for f, _ in one], [f for f, _ in default]
+    assert len(a) == len(b) == 12 and all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
 def test_file_capture_processes_every_frame():
     cap = Capture(FakeSource(50, live=False))
     got = []
