@@ -43,6 +43,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from typing import Optional
 from urllib.parse import unquote, urlsplit
@@ -232,6 +233,17 @@ class Backlog:
         return n
 
 
+_SINKS: "weakref.WeakSet" = weakref.WeakSet()  # open sinks, for abandon_drains()
+
+
+def abandon_drains() -> None:
+    """Stop every sink's wait for its queue to reach the broker: a second Ctrl-C under
+    ``--config``, where the sinks close on the cameras' threads and the interrupt reaches the
+    main thread only. What is left is kept in the ``--mqtt-queue`` file, as after a lone run's."""
+    for sink in list(_SINKS):
+        sink.abandon()
+
+
 class MqttSink(Events):
     """Every event to ``TOPIC/events`` (QoS 1, ``run`` and ``seq`` added), the reported label to
     ``TOPIC/state``, ``online``/``offline`` to ``TOPIC/status``; see the module docstring.
@@ -282,6 +294,7 @@ class MqttSink(Events):
         self._down_since: Optional[float] = None
         self._stop_at: Optional[float] = None  # set by close()
         self._abandon = False  # a second Ctrl-C during close()
+        _SINKS.add(self)
         self._said_full = False
         self._client = self._make_client(mqtt, ca)
         self._connect(connect_timeout)
@@ -363,8 +376,7 @@ class MqttSink(Events):
                       f"broker (Ctrl-C again: stop waiting)", file=self.log)
                 self._thread.join(self.drain_timeout + 5.0)
         except KeyboardInterrupt:
-            self._abandon = True
-            self._wake.set()
+            self.abandon()
             self._thread.join(5.0)
         self._client.loop_stop()
         line = f"{self.published} {_plural(self.published, 'event')} published (run {self.run_id})"
@@ -375,6 +387,12 @@ class MqttSink(Events):
                      else "lost (--mqtt-queue FILE keeps them for the next run)")
             line += f"; {self.undelivered} not delivered: {where}"
         print(f"actionnet: {self.shown}: {line}", file=self.log)
+
+    def abandon(self) -> None:
+        self._abandon = True
+        wake = getattr(self, "_wake", None)  # a sink whose __init__ failed half-way has none
+        if wake is not None:
+            wake.set()
 
     # -- connecting; paho's thread calls the _on_* methods --------------------------------------
 

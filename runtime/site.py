@@ -304,6 +304,13 @@ class EnginePool:
         self._lock = threading.Lock()
 
     def get(self, open_engine, path, engine, threads, precision, log, max_batch):
+        from .engines.triton import is_server_url
+
+        if engine == "triton" or is_server_url(path):
+            # a model on a Triton server is loaded once already, there; its dynamic batcher batches
+            # the cameras' calls, which run side by side on clients of their own (the analyser
+            # closes its own), where one shared client would run them one at a time
+            return open_engine(path, engine, threads, precision, log, max_batch)
         key = (os.path.abspath(path) if os.path.exists(path) else path, engine, threads, precision, max_batch)
         with self._lock:
             if key not in self.engines:
@@ -439,22 +446,25 @@ def _copy(a):
 
 
 class _Prefixed:
-    """A camera's log lines: ``actionnet: [door] ...``; one line at a time across threads."""
+    """A camera's log lines: ``actionnet: [door] ...``; whole lines only across threads (``print``
+    writes its text and its newline in two calls, so each thread's text waits for its newline)."""
 
     _lock = threading.Lock()
 
     def __init__(self, stream, name: str):
         self.stream, self.name = stream, name
+        self._partial = threading.local()
 
     def write(self, text: str) -> int:
-        lines = text.splitlines(keepends=True)
+        *lines, rest = (getattr(self._partial, "text", "") + text).split("\n")
+        self._partial.text = rest
         with self._lock:
             for line in lines:
                 if line.startswith("actionnet: "):
                     line = f"actionnet: [{self.name}] " + line[len("actionnet: "):]
                 elif line.strip():
                     line = f"[{self.name}] " + line
-                self.stream.write(line)
+                self.stream.write(line + "\n")
         return len(text)
 
     def flush(self) -> None:
@@ -635,6 +645,7 @@ def run_site(path: str, log=sys.stderr) -> int:
     # A file's decoder takes a thread per core by default, and holds a 1080p frame per thread
     # (45 MiB each here); with a camera per core or more, the cameras are the parallelism.
     threads = max(1, (os.cpu_count() or 1) // len(cameras)) if len(cameras) > 1 else None
+    stop = None
     try:
         for cam in cameras:
             try:
@@ -665,6 +676,7 @@ def run_site(path: str, log=sys.stderr) -> int:
                         c.thread.join(0.2)
                 except KeyboardInterrupt:  # a second Ctrl-C: stop now, still finalising
                     stop.stopped = True
+                    _abandon_drains()
         for e in pool.engines.values():  # what sharing and batching came to
             print(f"actionnet: {e.real.path}: {e.describe_batching()}", file=log)
     except BaseException:
@@ -678,11 +690,40 @@ def run_site(path: str, log=sys.stderr) -> int:
         raise
     finally:
         engines.shared_pool = None
-        pool.close()
+        if stop is not None:  # whatever ended this (an error, a Ctrl-C between two joins)
+            stop.stopped = True
+        if _join(cameras):  # never free an engine under a camera still using it
+            pool.close()
     errors = [c.error for c in cameras if c.error is not None]
     if errors:
         return max(getattr(e, "exit_code", 1) for e in errors)
     return 0
+
+
+def _join(cameras, timeout: float = 60.0) -> bool:
+    """Wait for every camera thread to finish finalising, through further Ctrl-Cs; False if one
+    is still stuck after ``timeout`` seconds (its engines are then left to the process's exit)."""
+    import time
+
+    end = time.monotonic() + timeout
+    while any(c.thread is not None and c.thread.is_alive() for c in cameras):
+        if time.monotonic() > end:
+            return False
+        try:
+            for c in cameras:
+                if c.thread is not None:
+                    c.thread.join(0.2)
+        except KeyboardInterrupt:
+            _abandon_drains()
+    return True
+
+
+def _abandon_drains() -> None:
+    """MQTT sinks waiting on cameras' threads for their queues to reach the broker stop waiting
+    (a lone run's sink sees the Ctrl-C itself)."""
+    mqtt = sys.modules.get("actionnet.mqtt")
+    if mqtt is not None:
+        mqtt.abandon_drains()
 
 
 def check_alone(args) -> None:

@@ -27,6 +27,7 @@ import enum
 import functools
 import json
 import os
+import threading
 import types
 
 import numpy as np
@@ -445,6 +446,11 @@ class FakeCuda:
     def sync(self, stream):
         self.synced += 1
 
+    def current(self):
+        import contextlib
+
+        return contextlib.nullcontext()
+
     def close(self):
         self.closed += 1
 
@@ -471,13 +477,26 @@ def pycuda_modules() -> dict:
                 raise AttributeError(f"pycuda has no {name!r}")
             return object.__getattribute__(self, name)
 
+    current = threading.local()  # the driver API: a context is current on the threads that pushed it
+
+    def _stack():
+        if not hasattr(current, "stack"):
+            current.stack = []
+        return current.stack
+
+    def _need_context():
+        if not _stack():
+            raise RuntimeError("cuMemcpyHtoDAsync failed: invalid device context")
+
     class Context(_Guarded):
         def push(self):
-            pass
+            _stack().append(self)
 
         @staticmethod
         def pop():
-            pass
+            if not _stack():
+                raise RuntimeError("cuCtxPopCurrent failed: invalid device context")
+            return _stack().pop()
 
     class Device(_Guarded):
         def __init__(self, ordinal):
@@ -505,6 +524,7 @@ def pycuda_modules() -> dict:
             return self._ptr
 
         def free(self):
+            _need_context()
             CALLS["live_device"] -= 1
 
     class Stream(_Guarded):
@@ -515,11 +535,13 @@ def pycuda_modules() -> dict:
             CALLS["sync"] += 1
 
     def memcpy_htod_async(dest, src, stream=None):
+        _need_context()
         raw = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
         MEMORY[int(dest)][:raw.size] = raw
         CALLS["htod"] += 1
 
     def memcpy_dtoh_async(dest, src, stream=None):
+        _need_context()
         flat = dest.reshape(-1).view(np.uint8)
         flat[:] = MEMORY[int(src)][:flat.size]
         CALLS["dtoh"] += 1

@@ -302,6 +302,25 @@ def test_full_queue_drops_the_oldest_says_how_many_and_close_waits_a_bounded_tim
                                                   % sink.run_id), text
 
 
+def test_abandon_drains_ends_a_wait_on_another_thread(paho):
+    """Under --config each camera's sink closes on the camera's thread, and a second Ctrl-C
+    reaches the main thread only: abandon_drains() ends every sink's wait from there."""
+    import threading
+
+    from actionnet.mqtt import MqttSink, abandon_drains
+
+    sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}/q", drain_timeout=30.0, log=io.StringIO())  # broker down
+    sink.write({"event": "classification", "frame": 0, "time": 0.0, "label": "a", "reported_label": "a"})
+    closing = threading.Thread(target=sink.close)
+    t0 = time.monotonic()
+    closing.start()
+    time.sleep(0.7)  # past the first half second: it says it waits
+    abandon_drains()
+    closing.join(10.0)
+    assert not closing.is_alive() and time.monotonic() - t0 < 8.0
+    assert sink.undelivered == 1
+
+
 def test_a_queue_file_hands_what_a_stopped_run_could_not_send_to_the_next_run(broker, paho, tmp_path):
     from actionnet.mqtt import MqttSink
 

@@ -491,3 +491,50 @@ def test_two_cameras_on_one_port_each_have_a_page_and_the_root_lists_both(synthe
             p.kill()
     text = log.read_text()
     assert "Traceback" not in text and f"every page of port {port}: http://127.0.0.1:{port}/" in text, text
+
+
+def test_camera_log_lines_stay_whole_across_threads():
+    """print() writes a line's text and its newline in two calls: two cameras printing at once
+    must still give whole, prefixed lines."""
+    import io
+    import threading
+
+    from actionnet.site import _Prefixed
+
+    out = io.StringIO()
+    logs = [_Prefixed(out, name) for name in ("door", "hall")]
+
+    def say(log):
+        for i in range(300):
+            print(f"actionnet: line {i} of {log.name}", file=log)
+
+    threads = [threading.Thread(target=say, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 600
+    for name in ("door", "hall"):
+        mine = [ln for ln in lines if ln.startswith(f"actionnet: [{name}] ")]
+        assert mine == [f"actionnet: [{name}] line {i} of {name}" for i in range(300)]
+
+
+def test_a_triton_model_is_not_shared_behind_one_lock():
+    """Triton loads the model once, on the server, and batches the cameras' calls itself: each
+    camera gets a client of its own, where a shared engine would run their calls one at a time."""
+    from actionnet.site import EnginePool
+
+    opened = []
+
+    def fake_open(path, engine, threads, precision, log, max_batch):
+        opened.append(object())
+        return opened[-1]
+
+    pool = EnginePool(log=None)
+    a = pool.get(fake_open, "grpc://127.0.0.1:8001/r3d18", "auto", None, None, None, 16)
+    b = pool.get(fake_open, "grpc://127.0.0.1:8001/r3d18", "auto", None, None, None, 16)
+    assert a is not b and opened == [a, b] and not pool.engines
+    c = pool.get(fake_open, "model.onnx", "auto", None, None, None, 16)
+    d = pool.get(fake_open, "model.onnx", "auto", None, None, None, 16)
+    assert c is d and c.real is opened[2] and len(opened) == 3

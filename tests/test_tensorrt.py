@@ -460,6 +460,39 @@ def test_each_cuda_library_runs_the_engine_and_frees_everything(flavour, monkeyp
     assert {k: fake_tensorrt.CALLS[k] for k in live} == live  # device, pinned memory and streams freed
 
 
+@pytest.mark.parametrize("flavour", ["pycuda", "cuda-python-13"])
+def test_an_engine_runs_from_other_threads(flavour, monkeypatch, synthetic_model, tmp_path):
+    """A live per-person run classifies on its own thread and each --config camera runs on one:
+    pycuda's context is current on the thread that made it only, so the engine makes it current
+    for each call from another thread (the fake pycuda fails a copy without a current context)."""
+    import threading
+
+    from actionnet.engines import open_engine
+
+    monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt.load("10.3"))
+    install_cuda(monkeypatch, flavour)
+    engine = tmp_path / "m.engine"
+    trt_build.build_engine(str(synthetic_model), str(engine), log=_quiet())
+    x = np.random.default_rng(0).integers(0, 255, (1, 8, 32, 32, 3), dtype=np.uint8)
+    got, errors = [], []
+    with open_engine(str(engine)) as eng:
+        here = eng.infer(x)
+
+        def call():
+            try:
+                got.append(eng.infer(x))
+            except Exception as e:  # reported below, with the thread's error
+                errors.append(e)
+
+        threads = [threading.Thread(target=call) for _ in range(2)]
+        for t in threads:
+            t.start()
+            t.join()
+    assert not errors and len(got) == 2, errors
+    for y in got:
+        np.testing.assert_array_equal(y, here)
+
+
 def test_missing_cuda_names_both_libraries(monkeypatch, synthetic_model):
     monkeypatch.setitem(sys.modules, "tensorrt", fake_tensorrt.load("11"))
     for m in ("pycuda", "pycuda.driver", "cuda", "cuda.bindings", "cuda.bindings.runtime", "cuda.cudart"):

@@ -9,7 +9,9 @@ cuda-python 12 (``cuda.bindings.runtime``, or the legacy ``cuda.cudart``) or 13 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import threading
 from typing import Tuple
 
 import numpy as np
@@ -33,7 +35,22 @@ class _PyCuda:
         self.device = drv.Device(0)
         self.context = self.device.retain_primary_context()
         self.context.push()
+        self._owner = threading.get_ident()
         self._allocs = []  # freed in close(), while the context is still current
+
+    @contextlib.contextmanager
+    def current(self):
+        """The context made current for a call from another thread. pycuda's driver API context
+        is current on the thread that pushed it only, and engines are called from others: a
+        live per-person run's classifier thread, each camera's thread under ``--config``."""
+        if threading.get_ident() == self._owner:
+            yield
+            return
+        self.context.push()
+        try:
+            yield
+        finally:
+            self.drv.Context.pop()
 
     def device_info(self) -> Tuple[str, str]:
         major, minor = self.device.compute_capability()
@@ -61,12 +78,13 @@ class _PyCuda:
         stream.synchronize()
 
     def close(self):
-        for mem in self._allocs:
-            mem.free()
+        with self.current():
+            for mem in self._allocs:
+                mem.free()
         self._allocs = []
-        if self.context is not None:
+        if self.context is not None and threading.get_ident() == self._owner:
             self.context.pop()
-            self.context = None
+        self.context = None
 
 
 class _CudaPython:
@@ -82,6 +100,10 @@ class _CudaPython:
         if n < 1:
             raise MissingLibraryError("cuda-python finds no CUDA device")
         self._pinned, self._device, self._streams = [], [], []  # freed by close()
+
+    def current(self):
+        """The runtime API binds the device's primary context on whichever thread calls it."""
+        return contextlib.nullcontext()
 
     def _ok(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)

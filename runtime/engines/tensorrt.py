@@ -166,6 +166,10 @@ class TensorRtEngine(Engine):
         super().__init__(engine_path, tuple(ins), tuple(outs), dict(header.metadata))
 
     def _run(self, feeds, outputs):
+        with self.cuda.current():  # called from camera and classifier threads too
+            return self._run_current(feeds, outputs)
+
+    def _run_current(self, feeds, outputs):
         ctx, cuda, stream = self.context, self.cuda, self.stream
         for name, x in feeds.items():
             if x.ndim and x.shape[0] > self._max[name][0]:
