@@ -224,7 +224,7 @@ def open_analyser(config: RunConfig, fps: float, log=sys.stderr, live: bool = Fa
     if p is None:
         from .net import ActionNet
 
-        return ActionNet(log=log, **vars(c))
+        return ActionNet(log=log, live=live, **vars(c))
     from .persons import PersonActionNet
 
     o = dict(vars(c))

@@ -24,6 +24,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .background import Background
 from .config import ClassifierOptions
 from .errors import UsageError
 from .framebuffer import FrameBuffer
@@ -45,7 +46,7 @@ class ActionNet(Analyser):
                  input_blob: Optional[str] = None, output_blob: Optional[str] = None, threshold: float = 0.01,
                  top_k: int = 5, skip_frames: Optional[int] = None, cadence: Optional[int] = None, smoothing: float = 0.0,
                  engine: str = "auto", threads: Optional[int] = None, log=None, precision: Optional[str] = None,
-                 fps: Optional[float] = None, **overrides):
+                 fps: Optional[float] = None, live: bool = False, **overrides):
         options = ClassifierOptions(network=network, model=model, labels=labels, input_blob=input_blob,
                                     output_blob=output_blob, threshold=threshold, top_k=top_k,
                                     skip_frames=skip_frames, cadence=cadence, smoothing=smoothing, engine=engine,
@@ -71,6 +72,12 @@ class ActionNet(Analyser):
         self.segment_summary = SegmentSummary()
         self.label_tracker = LabelTracker(c.options.min_duration, summary=self.segment_summary)
         self.events: List[dict] = []  # event dicts of the latest update (classification, closed segments)
+        # The run loop on a live source classifies on a thread of its own (runtime/background.py),
+        # as per person: a clip that takes longer than a frame period costs no frames; a window
+        # due while the thread is busy is skipped (the next one is newer). update() and
+        # classify() stay synchronous: the jetson-inference API returns this frame's label.
+        self.background = Background() if live and self.stream is None else None
+        self._clip = None  # the window handed to the background thread, copied
 
     # -- jetson-inference style API ------------------------------------------------------
     def classify(self, frame: np.ndarray, time: Optional[float] = None):
@@ -161,18 +168,54 @@ class ActionNet(Analyser):
 
     # -- the run loop's Analyser ----------------------------------------------------------
     def process(self, frame: np.ndarray, time: float) -> List[dict]:
-        self.update(frame, time)
-        return self.events  # closed segments, then the classification (with its reported label)
+        if self.background is None:
+            self.update(frame, time)
+            return self.events  # closed segments, then the classification (with its reported label)
+        events = self._collect()
+        index = self.frames
+        self.frames += 1
+        if self.buffer.sample():
+            t0 = _time.perf_counter()
+            self.prepare(frame, self.buffer.slot())
+            self.buffer.commit()
+            self.timer.add("prepare", _time.perf_counter() - t0)
+            if self.buffer.due() and not self.background.busy:
+                if self._clip is None:
+                    self._clip = np.empty((1, *self.buffer.window().shape), np.uint8)
+                self._clip[0] = self.buffer.window()  # the ring goes on filling meanwhile
+                self.background.submit(self._infer_clip, index, time)
+        return events
+
+    def _infer_clip(self, index: int, time: float):
+        x = self._clip if self.normalize is None else self.normalize(self._clip[0])
+        return self.engine.infer(x, self.spec.output_name), index, time
+
+    def _collect(self, wait: bool = False) -> List[dict]:
+        """The background thread's finished classification as events (with ``wait``, the running one)."""
+        done = self.background.result(wait=wait) if self.background is not None else None
+        if done is None:
+            return []
+        (out, index, time), seconds = done
+        self.timer.add("infer", seconds)
+        c = self.last = self.scorer(out[0], index, time)
+        self.classifications += 1
+        events = self.label_tracker.update(c)
+        ev = c.to_event()
+        ev["event"] = "classification"
+        events.append(self.label_tracker.annotate(ev))
+        return events
 
     def restart(self) -> List[dict]:
         seen = self.frames
-        events = self.reset("reconnect")  # the open segment ends at the gap
+        events = self._collect(wait=True)  # a clip from before the gap is still the past's label
+        events += self.reset("reconnect")  # the open segment ends at the gap
         self.frames = seen  # frame numbers in events stay monotonic
         return events
 
     def finish(self, reason: str = "end") -> List[dict]:
-        """Close the open segment (the stream ended or was stopped); its event."""
-        return self.label_tracker.close(reason)
+        """Close the open segment (the stream ended or was stopped), after reporting the
+        classification still running in the background; their events."""
+        return self._collect(wait=True) + self.label_tracker.close(reason)
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
         return self.overlay.annotate(frame, self.reported, fps, self.collecting)
@@ -193,6 +236,8 @@ class ActionNet(Analyser):
         return self.classifier.describe()
 
     def close(self) -> None:
+        if self.background is not None:
+            self.background.close()  # its running call ends before the engine is freed
         self.engine.close()
 
     def __enter__(self):

@@ -78,7 +78,9 @@ def run(setting: str, clip: str, loops: int, detector: str, model: str, threads:
     cmd = [sys.executable, "-m", "actionnet.cli", "--persons", "--detector", detector, "--model", model,
            "--threads", str(threads), "--live", "--input-loop", str(loops), "--headless", "--no-progress", "--timings",
            "--events", ev, clip, out]
-    if setting != "auto":
+    if setting == "frame":  # whole frame: the same footage, the classifier alone
+        del cmd[3:6]
+    elif setting != "auto":
         cmd[3:3] = ["--detect-every", setting]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
@@ -88,7 +90,11 @@ def run(setting: str, clip: str, loops: int, detector: str, model: str, threads:
     d = re.search(r"(\d+) frames dropped", r.stderr)
     dropped = int(d.group(1)) if d else 0
     events = [json.loads(line) for line in open(ev)]
-    rate, tracks = labels_per_person_second(events)
+    if setting == "frame":  # labels a second of the whole frame
+        times = [e["time"] for e in events if e.get("event") == "classification"]
+        rate, tracks = ((len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 else float("nan")), 0
+    else:
+        rate, tracks = labels_per_person_second(events)
     adapt = [e["detect_every"] for e in events if e.get("event") == "adapt"]
     said = [line for line in r.stderr.splitlines() if "keep up" in line]
     stages = {}  # --timings: mean ms per call of each stage, and its calls
@@ -128,7 +134,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=60.0, help="footage played live, in seconds (default 60)")
     p.add_argument("--frames", type=int, default=72, help="frames of the mosaic, looped (default 72)")
-    p.add_argument("--settings", default="auto,1", help="--detect-every settings, comma-separated (default auto,1)")
+    p.add_argument("--settings", default="auto,1", help="--detect-every settings, comma-separated (default auto,1); "
+                   "'frame' runs whole-frame mode (no detector) on the same footage")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--classifier", choices=sorted(CLASSIFIERS), default="resnet-18",
                    help="the 3D ResNet-18 of actionNet (default) or torchvision's r3d_18")

@@ -623,3 +623,36 @@ def test_a_play_that_gives_no_frame_ends_an_endless_loop():
     src = Replay(lambda: Emptied(), Emptied(), loops=-1)
     with pytest.raises(InputError, match="no frame on play 2"):
         assert len(list(src)) == 5
+
+
+def test_live_whole_frame_classifies_in_the_background(synthetic_model, synthetic_video):
+    """A live source, whole frame: a 150 ms classifier call (five frame periods) runs beside the
+    run loop. No frame waits for it; each classification keeps its own clip's frame and time and
+    the synchronous run's scores; windows due while it runs are skipped, not queued; finish()
+    reports the call still running. update() (the jetson-inference API) stays synchronous."""
+    from actionnet.net import ActionNet
+
+    frames = [f for f, _ in open_source(str(synthetic_video("red right slow", frames=30, speed=0.5)))] * 2
+    with ActionNet(model=str(synthetic_model), skip_frames=0, threads=1) as net:
+        assert net.background is None
+        sync = {e["frame"]: e for f_i, f in enumerate(frames) for e in net.process(f, f_i / 30)
+                if e["event"] == "classification"}
+    with ActionNet(model=str(synthetic_model), skip_frames=0, threads=1, live=True) as net:
+        assert net.background is not None
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: time.sleep(0.15) or infer(x, *a)
+        events, slowest, start = [], 0.0, time.perf_counter()
+        for i, f in enumerate(frames):  # at 30 fps, as a camera gives them
+            time.sleep(max(0.0, start + i / 30 - time.perf_counter()))
+            t = time.perf_counter()
+            events += net.process(f, i / 30)
+            slowest = max(slowest, time.perf_counter() - t)
+        running = net.background.busy
+        events += net.finish()
+    cls = [e for e in events if e["event"] == "classification"]
+    assert slowest < 0.1, slowest
+    assert running and 3 <= len(cls) < len(sync) / 2, (len(cls), len(sync))
+    assert [e["frame"] for e in cls] == sorted(e["frame"] for e in cls)
+    for e in cls:
+        assert e["time"] == pytest.approx(e["frame"] / 30, abs=1e-4)
+        assert e["topk"] == sync[e["frame"]]["topk"]
