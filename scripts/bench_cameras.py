@@ -1,17 +1,19 @@
 """Several cameras: one ``actionnet --config`` process against as many separate processes.
 
-For N = 1, 2, 4 cameras (the same video file per camera, every frame read: no ``--live``, so
-both sides do exactly the same work), runs
+For N = 1, 2, 4 cameras (the same video file per camera: every frame read, so both sides do
+exactly the same work; or with ``--live`` played at its own rate, as cameras send, each side
+processing what it keeps up with and dropping the rest), runs
 
 * one process: ``actionnet --config site.yaml`` with N cameras (engines shared, runtime/site.py);
 * N processes: ``actionnet MODEL ... VIDEO`` each, all started together;
 
 and reports the frames processed per second in total (every camera's frames over the longest
-camera's loop time, from each camera's summary line: start-up excluded), the wall time (start-up
-included) and the peak resident memory of all processes together (sampled from /proc).
+camera's loop time, from each camera's summary line: start-up excluded), the frames dropped
+(``--live``), the wall time (start-up included) and the peak resident memory of all processes
+together (sampled from /proc).
 
     python scripts/bench_cameras.py --model m.onnx --video clip.mp4 [--loop 3] [--cameras 1,2,4] [--option cadence=8]
-                                    [--persons --detector d.onnx]
+                                    [--persons --detector d.onnx] [--live]
 
 Linux only (/proc). Say what else ran on the machine when quoting the figures.
 """
@@ -65,14 +67,16 @@ def run_all(cmds):
 
 
 def throughput(errs):
-    """Total frames over the longest camera's loop time (each camera's summary line)."""
+    """Total frames over the longest camera's loop time (each camera's summary line), and the
+    frames live cameras dropped."""
     frames, seconds = 0, 0.0
     for err in errs:
         for m in SUMMARY.finditer(err):
             n, fps = int(m["frames"]), float(m["fps"])
             frames += n
             seconds = max(seconds, n / fps if fps else 0.0)
-    return frames, frames / seconds if seconds else 0.0
+    dropped = sum(int(d) for err in errs for d in re.findall(r"(\d+) frames dropped", err))
+    return frames, frames / seconds if seconds else 0.0, dropped
 
 
 def main() -> None:
@@ -82,6 +86,9 @@ def main() -> None:
     ap.add_argument("--loop", type=int, default=1, help="plays of the video per camera (default 1)")
     ap.add_argument("--cameras", default="1,2,4")
     ap.add_argument("--persons", action="store_true")
+    ap.add_argument("--live", action="store_true",
+                    help="play each camera's file at its own rate (--live): the frames processed per second "
+                         "then count what each side keeps up with, and the frames dropped what it does not")
     ap.add_argument("--detector")
     ap.add_argument("--engine", default="auto")
     ap.add_argument("--threads", type=int, help="--threads for every engine (default: the engine's)")
@@ -93,12 +100,14 @@ def main() -> None:
         opts["threads"] = a.threads
     if a.persons:
         opts.update(persons=True, detector=a.detector)
+    if a.live:
+        opts["live"] = True
     opts.update(o.split("=", 1) for o in a.option)
     cli = [sys.executable, "-m", "actionnet.cli"]
     argv = [f"--{k}" if v is True else f"--{k}={v}" for k, v in opts.items()]
     with open("/proc/loadavg") as f:
         print(f"load average before: {f.read().split()[:3]}, {os.cpu_count()} cores")
-    print(f"{'cameras':>7} {'mode':<12} {'frames':>7} {'total fps':>10} {'wall s':>7} {'peak RSS MiB':>13}")
+    print(f"{'cameras':>7} {'mode':<12} {'frames':>7} {'total fps':>10} {'dropped':>8} {'wall s':>7} {'peak RSS MiB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in a.cameras.split(",")):
             site = os.path.join(tmp, f"site{n}.yaml")
@@ -109,8 +118,8 @@ def main() -> None:
             for mode, cmds in (("one process", [[*cli, "--config", site]]),
                                ("processes", [[*cli, *argv, a.video] for _ in range(n)])):
                 errs, wall, rss = run_all(cmds)
-                frames, fps = throughput(errs)
-                print(f"{n:>7} {mode:<12} {frames:>7} {fps:>10.1f} {wall:>7.1f} {rss:>13.0f}", flush=True)
+                frames, fps, dropped = throughput(errs)
+                print(f"{n:>7} {mode:<12} {frames:>7} {fps:>10.1f} {dropped:>8} {wall:>7.1f} {rss:>13.0f}", flush=True)
     with open("/proc/loadavg") as f:
         print(f"load average after: {f.read().split()[:3]}")
 
