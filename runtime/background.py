@@ -79,8 +79,10 @@ class Background:
                 self._job = None
                 self._cond.notify_all()
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Let a running call finish (its engine is about to be freed), then stop the thread."""
+    def close(self, timeout: float = 10.0) -> bool:
+        """Let a running call finish (its engine is about to be freed), then stop the thread;
+        False if the call is still running after ``timeout`` (its engine must then be left to the
+        process's exit, never freed under it)."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -89,3 +91,4 @@ class Background:
                 self._cond.wait(0.1)
         if self._thread is not threading.current_thread():
             self._thread.join(timeout=max(0.0, end - time.monotonic()))
+        return self._job is None

@@ -4,10 +4,10 @@ Two policies, one object:
 
 - **live** (cameras, streams): a short queue of the newest frames (``LIVE_QUEUE``, four: 133 ms
   at 30 fps). When it is full the oldest frame goes and is counted in ``dropped``. Inference
-  that falls behind therefore sees the present, not a growing backlog, while a loop that keeps
-  up on average rides out one slow frame (a detection, an encoder's key frame) without losing
-  any: a camera driver keeps the same few buffers (V4L2 and jetson-utils' sources use 4), and
-  a one-slot mailbox lost a frame for every frame over 33 ms.
+  that falls behind therefore runs at most 133 ms late, never on a growing backlog, while a loop
+  that keeps up on average rides out one slow frame (a detection, an encoder's key frame)
+  without losing any: a camera driver keeps the same few buffers (V4L2 and jetson-utils'
+  sources use 4), and a one-slot mailbox lost a frame for every frame over 33 ms.
 - **files**: a small bounded queue; the capture thread blocks when it is full, so every frame is
   processed and nothing is dropped, while decoding still runs ahead of inference.
 

@@ -157,7 +157,13 @@ class ActionNet(Analyser):
 
     def reset(self, reason: str = "reset") -> List[dict]:
         """Forget the stream: an empty window, no smoothing history, no reported label, frame
-        numbers from 0. The open segment's closing event is returned."""
+        numbers from 0. The open segment's closing event is returned. A background call still
+        running is waited for and forgotten (restart() reports it first)."""
+        if self.background is not None and self.background.busy:
+            try:
+                self.background.result(wait=True)
+            except Exception:
+                pass  # the stream it belonged to is being forgotten
         self.buffer.reset()
         if self.state is not None:
             self.state.reset()
@@ -214,8 +220,14 @@ class ActionNet(Analyser):
 
     def finish(self, reason: str = "end") -> List[dict]:
         """Close the open segment (the stream ended or was stopped), after reporting the
-        classification still running in the background; their events."""
-        return self._collect(wait=True) + self.label_tracker.close(reason)
+        classification still running in the background; their events (a failure of that call is
+        raised after the segment is closed, carrying it as ``events``: Analyser.finish)."""
+        try:
+            events = self._collect(wait=True)
+        except Exception as e:
+            e.events = self.label_tracker.close(reason)
+            raise
+        return events + self.label_tracker.close(reason)
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
         return self.overlay.annotate(frame, self.reported, fps, self.collecting)
@@ -236,9 +248,8 @@ class ActionNet(Analyser):
         return self.classifier.describe()
 
     def close(self) -> None:
-        if self.background is not None:
-            self.background.close()  # its running call ends before the engine is freed
-        self.engine.close()
+        if self.background is None or self.background.close():  # never free it under a running call
+            self.engine.close()
 
     def __enter__(self):
         return self

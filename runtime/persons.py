@@ -64,7 +64,8 @@ class PersonState:
     keypoints: Optional[np.ndarray] = None  # [K, 3] frame pixels, from a pose detector; None otherwise
     posture: Optional[str] = None  # standing, sitting, lying (actionnet.posture), or None
     stream: Optional[StreamState] = None  # a streaming model's state set for this person
-    waiting: bool = False  # due while the background classifier was busy (live sources)
+    waiting: Optional[int] = None  # frame it fell due while the background classifier was busy (live sources)
+    clip_at: Optional[tuple] = None  # (frame, time, box, keypoints, posture) of the last stored frame
 
     @property
     def segment(self) -> Optional[Segment]:
@@ -292,7 +293,7 @@ class PersonActionNet(Analyser):
         return int(round(self.track_timeout * self.fps / detect_every))
 
     def _waiting(self) -> bool:
-        return any(st.waiting for st in self.states.values())
+        return any(st.waiting is not None for st in self.states.values())
 
     def _adapt(self, detect_s: Optional[float], index: int, time: float, events: list) -> None:
         """Feed ``--detect-every auto`` this frame's times; on a change, say it and write it."""
@@ -393,6 +394,8 @@ class PersonActionNet(Analyser):
             x0, y0, side = st.crop
             self.prepare(frame[y0:y0 + side, x0:x0 + side], st.buffer.slot())
             st.buffer.commit()
+            if self.background is not None:
+                st.clip_at = (index, time, st.box, st.keypoints, st.posture)
             if st.buffer.due() or self.stream is not None:  # a stream steps on every stored frame
                 due.append(st)
         t3 = clock()
@@ -446,22 +449,26 @@ class PersonActionNet(Analyser):
     def _classify_behind(self, due: List[PersonState], index: int, time: float) -> None:
         """A live source: the clips go to the background thread and the frame loop goes on
         (runtime/background.py). A person due while the thread is busy waits, and then gets its
-        newest clip classified: labels come later, never frames dropped for them."""
+        newest clip classified, the longest-waiting first (so that a call holding fewer people
+        than wait never leaves one out): labels come later, never frames dropped for them. Each
+        classification carries its clip's last stored frame, time and box."""
         for st in due:
-            st.waiting = True
+            if st.waiting is None:
+                st.waiting = index
         if self.background.busy:
             return
-        chunk = [st for st in self.states.values() if st.waiting and st.buffer.ready][:self.max_batch]
+        waiting = sorted((st for st in self.states.values() if st.waiting is not None and st.buffer.ready),
+                         key=lambda st: st.waiting)
+        chunk = waiting[:self.max_batch]
         if not chunk:
             return
         x = self._input(chunk, copy=True)  # the rings go on filling while the thread reads x
         for st in chunk:
-            st.waiting = False
-        clips = [(st, st.box, st.keypoints, st.posture) for st in chunk]  # as of the clip's last frame
-        self.background.submit(self._infer_behind, x, clips, index, time)
+            st.waiting = None
+        self.background.submit(self._infer_behind, x, [(st, *st.clip_at) for st in chunk])
 
-    def _infer_behind(self, x, clips, index, time):
-        return np.array(self.engine.infer(x, self.spec.output_name)[:len(clips)]), clips, index, time
+    def _infer_behind(self, x, clips):
+        return np.array(self.engine.infer(x, self.spec.output_name)[:len(clips)]), clips
 
     def _collect(self, events: list, wait: bool = False) -> None:
         """Report the background thread's finished classification (with ``wait``, the running one)."""
@@ -470,9 +477,9 @@ class PersonActionNet(Analyser):
         done = self.background.result(wait=wait)
         if done is None:
             return
-        (out, clips, index, time), seconds = done
+        (out, clips), seconds = done
         self.timer.add("classify", seconds)
-        for j, (st, box, keypoints, pose) in enumerate(clips):
+        for j, (st, index, time, box, keypoints, pose) in enumerate(clips):
             if self.states.get(st.id) is st:  # a person who left meanwhile had their segment closed
                 self._report(st, out[j], index, time, box, keypoints, pose, events)
 
@@ -489,11 +496,19 @@ class PersonActionNet(Analyser):
 
     def finish(self, reason: str = "end") -> list:
         """Close every open segment (the stream ended or was stopped), after reporting the
-        classification still running in the background."""
+        classification still running in the background (if that call failed, its error is raised
+        after the segments are closed, carrying them as ``events``: Analyser.finish)."""
         events: list = []
-        self._collect(events, wait=True)
+        error = None
+        try:
+            self._collect(events, wait=True)
+        except Exception as e:
+            error = e
         for st in self.states.values():
             events += st.labels.close(reason)
+        if error is not None:
+            error.events = events
+            raise error
         return events
 
     def reset(self, reason: str = "reconnect") -> list:
@@ -541,10 +556,9 @@ class PersonActionNet(Analyser):
                f"{self.cadence * (self.skip_frames + 1)} frames)"
 
     def close(self) -> None:
-        if self.background is not None:
-            self.background.close()  # its running call ends before the engine is freed
         self.detector.close()
-        self.engine.close()
+        if self.background is None or self.background.close():  # never free it under a running call
+            self.engine.close()
 
     def __enter__(self):
         return self

@@ -72,7 +72,8 @@ class Analyser:
 
     def finish(self, reason: str = "end") -> List[dict]:
         """The run ends (``reason``: ``end`` when its source ended, ``stop`` when it was stopped):
-        the events this closes."""
+        the events this closes. Should a classification still running fail, the error is raised
+        after the segments are closed, carrying the closing events as ``events``."""
         return []
 
     def annotate(self, frame: np.ndarray, fps: Optional[float] = None) -> np.ndarray:
@@ -256,14 +257,20 @@ def run(source, analyser: Analyser, output: Optional[Output] = None, events: Opt
                 output.close(keep=keep)
         finally:
             if events is not None:
+                failed = None
                 try:
-                    closing = analyser.finish("stop" if stats.stopped else "end")
+                    try:
+                        closing = analyser.finish("stop" if stats.stopped else "end")
+                    except Exception as e:  # the last background classification failed: the
+                        closing, failed = getattr(e, "events", []), e  # segments still close
                     for e in end_events(closing, analyser.segment_summary, marks):
                         if e.get("event") == "summary":  # always written, so 0 reads as "none", not "not counted"
                             e["skipped"] = stats.skipped
                         events.write(e)
                 finally:
                     events.close()
+                if failed is not None:
+                    raise failed
             else:  # open segments still close: the run's summary counts them
                 analyser.finish("stop" if stats.stopped else "end")
     return stats

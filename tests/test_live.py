@@ -656,3 +656,31 @@ def test_live_whole_frame_classifies_in_the_background(synthetic_model, syntheti
     for e in cls:
         assert e["time"] == pytest.approx(e["frame"] / 30, abs=1e-4)
         assert e["topk"] == sync[e["frame"]]["topk"]
+
+
+def test_a_failed_last_background_call_still_closes_the_events(synthetic_model, synthetic_video, tmp_path):
+    """The classification still running at the end fails: the open segment and the run's summary
+    are written all the same, then the error is raised."""
+    from actionnet.errors import ModelError
+    from actionnet.net import ActionNet
+    from actionnet.outputs import EventSink
+    from actionnet.pipeline import run
+
+    frames = [f for f, _ in open_source(str(synthetic_video("red right slow", frames=30, speed=0.5)))]
+    path = tmp_path / "ev.jsonl"
+    with ActionNet(model=str(synthetic_model), skip_frames=0, threads=1, live=True) as net:
+        infer, calls = net.engine.infer, []
+
+        def failing_last(x, *a):
+            calls.append(1)
+            if len(calls) > 1:  # the second call outlasts the 0.3 s run: it fails in finish()
+                time.sleep(1.0)
+                raise ModelError("the engine failed")
+            return infer(x, *a)
+
+        net.engine.infer = failing_last
+        paced = ((f, i / 30) for i, f in enumerate(frames) if time.sleep(0.01) is None)
+        with pytest.raises(ModelError, match="the engine failed"):
+            run(paced, net, events=EventSink(str(path)))
+    kinds = [json.loads(line)["event"] for line in path.read_text().splitlines()]
+    assert kinds[0] == "classification" and kinds[-1] == "summary" and "segment" in kinds, kinds

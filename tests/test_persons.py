@@ -511,3 +511,54 @@ def test_live_per_person_classifies_in_the_background_without_holding_frames(tmp
     for e in cls:
         by_track[e["track_id"]].append(e["frame"])
     assert len(by_track) == 2 and all(f == sorted(f) for f in by_track.values())
+
+
+def _live_run(net, frames):
+    """Feed ``frames`` at 30 fps, as a camera gives them; the events, finish()'s included."""
+    import time
+
+    events, start = [], time.perf_counter()
+    for i, f in enumerate(frames):
+        time.sleep(max(0.0, start + i / 30 - time.perf_counter()))
+        events += net.update(f, i / 30)
+    return events + net.finish()
+
+
+def test_live_background_serves_the_longest_waiting_person_first(tmp_path, synthetic_model):
+    """One person a call (a fixed batch-1 model), a call as long as the cadence: the person who
+    waited longest goes next, so nobody is left out."""
+    import time
+
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=90)
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=0, cadence=6, context=CONTEXT, threshold=0.0,
+                         log=None, threads=1, max_batch=1, live=True, detect_every=1) as net:
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: time.sleep(0.19) or infer(x, *a)
+        events = _live_run(net, frames)
+    per_track = Counter(e["track_id"] for e in events if e["event"] == "classification")
+    assert len(per_track) == 2 and min(per_track.values()) >= 3, per_track
+
+
+def test_live_background_reports_the_clips_own_stored_frame(tmp_path, synthetic_model):
+    """With --skip-frames 1 only even frames are stored: a person sent when the thread frees up
+    on an odd frame is reported with its clip's last stored frame, time and box."""
+    import time
+
+    det = square_detector(tmp_path / "sq.onnx")
+    frames, _ = squares_frames(MOVERS, frames=60)
+    with PersonActionNet(str(synthetic_model), str(det), skip_frames=1, cadence=2, context=CONTEXT, threshold=0.0,
+                         log=None, threads=1, live=True, detect_every=1) as net:
+        infer = net.engine.infer
+        net.engine.infer = lambda x, *a: time.sleep(0.15) or infer(x, *a)
+        boxes, events, start = {}, [], time.perf_counter()
+        for i, f in enumerate(frames):
+            time.sleep(max(0.0, start + i / 30 - time.perf_counter()))
+            events += net.update(f, i / 30)
+            boxes.update({(st.id, i): [round(float(v), 1) for v in st.box] for st in net.visible()})
+        events += net.finish()
+    cls = [e for e in events if e["event"] == "classification"]
+    assert len(cls) >= 4
+    for e in cls:
+        assert e["frame"] % 2 == 0, e["frame"]
+        assert e["box"] == boxes[(e["track_id"], e["frame"])]

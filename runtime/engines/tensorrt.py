@@ -191,7 +191,10 @@ class TensorRtEngine(Engine):
         return [v.copy() for v in views]
 
     def close(self) -> None:
-        self._host = self._dev = None  # views of pinned memory that cuda.close() frees
+        if getattr(self, "cuda", None) is not None:
+            with self.cuda.current():  # pinned memory is freed in its context, whichever thread closes
+                self._host = self._dev = None  # views of pinned memory that cuda.close() frees
+        self._host = self._dev = None
         self.context = None
         self.engine = None
         if getattr(self, "cuda", None) is not None:
