@@ -538,3 +538,36 @@ def test_a_triton_model_is_not_shared_behind_one_lock():
     c = pool.get(fake_open, "model.onnx", "auto", None, None, None, 16)
     d = pool.get(fake_open, "model.onnx", "auto", None, None, None, 16)
     assert c is d and c.real is opened[2] and len(opened) == 3
+
+
+def test_four_file_cameras_give_the_events_of_four_single_runs(synthetic_model, synthetic_video, tmp_path):
+    """The issue's first test: four cameras in one process (one engine, calls batched across
+    cameras) give, camera for camera, the events four single runs give: the same frames, labels
+    and segments (confidences to 1e-4: a batch may round differently from a single clip)."""
+    labels = ["red right slow", "blue left slow", "blue right slow", "red left slow"]
+    common = ["--model", synthetic_model, "--skip-frames=0", "--threshold=0.5", "--min-duration=0.1", "--headless"]
+    cams = ""
+    for i, label in enumerate(labels):
+        video = synthetic_video(label)
+        r = run_cli(*common, "--events", tmp_path / f"single{i}.jsonl", video)
+        assert r.returncode == 0, r.stderr
+        cams += f"  cam{i}:\n    input: {video}\n    events: {tmp_path / f'site{i}.jsonl'}\n"
+    site = write_site(tmp_path / "site.yaml", f"model: {synthetic_model}\nskip-frames: 0\nthreshold: 0.5\n"
+                      f"min-duration: 0.1\nheadless: true\ncameras:\n{cams}")
+    r = run_cli("--config", site)
+    assert r.returncode == 0, r.stderr
+
+    def shape(e):
+        return {k: v for k, v in e.items() if k not in ("camera", "confidence", "topk", "mean_confidence",
+                                                        "max_confidence")}
+
+    for i, label in enumerate(labels):
+        want, got = events(tmp_path / f"single{i}.jsonl"), events(tmp_path / f"site{i}.jsonl")
+        assert {e["camera"] for e in got} == {f"cam{i}"}
+        assert [shape(e) for e in got] == [shape(e) for e in want]
+        for g, w in zip(got, want):
+            for k in ("confidence", "mean_confidence", "max_confidence"):
+                if k in w:
+                    assert g[k] == pytest.approx(w[k], abs=1e-4)
+        assert {e["label"] for e in got if e["event"] == "classification"} == {label}
+        assert any(e["event"] == "segment" for e in got)
