@@ -117,12 +117,8 @@ class ActionNet(Analyser):
         self.events = []
         if time is None and self.fps:
             time = index / self.fps
-        if not self.buffer.sample():
+        if not self._store(frame):
             return None
-        t0 = _time.perf_counter()
-        self.prepare(frame, self.buffer.slot())
-        self.buffer.commit()
-        self.timer.add("prepare", _time.perf_counter() - t0)
         out = None
         if self.stream is not None:  # the state needs every stored frame, reported or not
             out = self.infer_window(self.buffer.window())
@@ -131,14 +127,30 @@ class ActionNet(Analyser):
         if time is None and self.label_tracker.min_duration > 0:
             raise UsageError("min_duration counts seconds: pass time= to update()/classify() or fps= to ActionNet")
         t = time if time is not None else 0.0
-        c = self.last = (self.scorer(out[0], index, t) if out is not None
-                         else self.classify_window(self.buffer.window(), index, t))
+        self.events = self._report(self.scorer(out[0], index, t) if out is not None
+                                   else self.classify_window(self.buffer.window(), index, t))
+        return self.last
+
+    def _store(self, frame: np.ndarray) -> bool:
+        """Count one frame on the sampling clock; True when it was stored into the window."""
+        if not self.buffer.sample():
+            return False
+        t0 = _time.perf_counter()
+        self.prepare(frame, self.buffer.slot())
+        self.buffer.commit()
+        self.timer.add("prepare", _time.perf_counter() - t0)
+        return True
+
+    def _report(self, c: Classification) -> List[dict]:
+        """Take ``c`` as the latest classification: the events it makes (closed segments, then
+        the classification with its reported label)."""
+        self.last = c
         self.classifications += 1
-        self.events = self.label_tracker.update(c)
+        events = self.label_tracker.update(c)
         ev = c.to_event()
         ev["event"] = "classification"
-        self.events.append(self.label_tracker.annotate(ev))
-        return c
+        events.append(self.label_tracker.annotate(ev))
+        return events
 
     def infer_window(self, window: np.ndarray) -> np.ndarray:
         """Raw model output for one prepared window [T, H, W, 3] (uint8, model colour order)."""
@@ -180,16 +192,11 @@ class ActionNet(Analyser):
         events = self._collect()
         index = self.frames
         self.frames += 1
-        if self.buffer.sample():
-            t0 = _time.perf_counter()
-            self.prepare(frame, self.buffer.slot())
-            self.buffer.commit()
-            self.timer.add("prepare", _time.perf_counter() - t0)
-            if self.buffer.due() and not self.background.busy:
-                if self._clip is None:
-                    self._clip = np.empty((1, *self.buffer.window().shape), np.uint8)
-                self._clip[0] = self.buffer.window()  # the ring goes on filling meanwhile
-                self.background.submit(self._infer_clip, index, time)
+        if self._store(frame) and self.buffer.due() and not self.background.busy:
+            if self._clip is None:
+                self._clip = np.empty((1, *self.buffer.window().shape), np.uint8)
+            self._clip[0] = self.buffer.window()  # the ring goes on filling meanwhile
+            self.background.submit(self._infer_clip, index, time)
         return events
 
     def _infer_clip(self, index: int, time: float):
@@ -203,13 +210,7 @@ class ActionNet(Analyser):
             return []
         (out, index, time), seconds = done
         self.timer.add("infer", seconds)
-        c = self.last = self.scorer(out[0], index, time)
-        self.classifications += 1
-        events = self.label_tracker.update(c)
-        ev = c.to_event()
-        ev["event"] = "classification"
-        events.append(self.label_tracker.annotate(ev))
-        return events
+        return self._report(self.scorer(out[0], index, time))
 
     def restart(self) -> List[dict]:
         seen = self.frames

@@ -468,7 +468,7 @@ class PersonActionNet(Analyser):
         self.background.submit(self._infer_behind, x, [(st, *st.clip_at) for st in chunk])
 
     def _infer_behind(self, x, clips):
-        return np.array(self.engine.infer(x, self.spec.output_name)[:len(clips)]), clips
+        return self.engine.infer(x, self.spec.output_name)[:len(clips)], clips  # engines hand out copies
 
     def _collect(self, events: list, wait: bool = False) -> None:
         """Report the background thread's finished classification (with ``wait``, the running one)."""

@@ -670,13 +670,7 @@ def run_site(path: str, log=sys.stderr) -> int:
         with StopFlag() as stop:
             for cam in cameras:
                 cam.start(stop, opening=cam in late)
-            while any(c.thread.is_alive() for c in cameras):
-                try:
-                    for c in cameras:
-                        c.thread.join(0.2)
-                except KeyboardInterrupt:  # a second Ctrl-C: stop now, still finalising
-                    stop.stopped = True
-                    _abandon_drains()
+            _join(cameras, stop)
         for e in pool.engines.values():  # what sharing and batching came to
             print(f"actionnet: {e.real.path}: {e.describe_batching()}", file=log)
     except BaseException:
@@ -692,7 +686,7 @@ def run_site(path: str, log=sys.stderr) -> int:
         engines.shared_pool = None
         if stop is not None:  # whatever ended this (an error, a Ctrl-C between two joins)
             stop.stopped = True
-        if _join(cameras):  # never free an engine under a camera still using it
+        if _join(cameras, stop, timeout=60.0):  # never free an engine under a camera still using it
             pool.close()
     errors = [c.error for c in cameras if c.error is not None]
     if errors:
@@ -700,20 +694,23 @@ def run_site(path: str, log=sys.stderr) -> int:
     return 0
 
 
-def _join(cameras, timeout: float = 60.0) -> bool:
-    """Wait for every camera thread to finish finalising, through further Ctrl-Cs; False if one
-    is still stuck after ``timeout`` seconds (its engines are then left to the process's exit)."""
+def _join(cameras, stop=None, timeout: Optional[float] = None) -> bool:
+    """Wait for every camera thread to finish finalising; a further Ctrl-C (the first is the
+    StopFlag's) stops them now and ends the MQTT drains they wait on. False if one is still stuck
+    after ``timeout`` seconds (its engines are then left to the process's exit)."""
     import time
 
-    end = time.monotonic() + timeout
+    end = None if timeout is None else time.monotonic() + timeout
     while any(c.thread is not None and c.thread.is_alive() for c in cameras):
-        if time.monotonic() > end:
+        if end is not None and time.monotonic() > end:
             return False
         try:
             for c in cameras:
                 if c.thread is not None:
                     c.thread.join(0.2)
         except KeyboardInterrupt:
+            if stop is not None:
+                stop.stopped = True
             _abandon_drains()
     return True
 
